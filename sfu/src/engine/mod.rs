@@ -1,0 +1,124 @@
+//! The media engine: shard threads running str0m peers, behind the
+//! [`MediaPlane`] that signaling submits commands to.
+
+pub mod counters;
+pub mod peer;
+pub mod room;
+pub mod shard;
+pub mod stats;
+
+use crate::config::MediaConfig;
+use shard::{Placement, Shard};
+use signaling::ids::RoomId;
+use signaling::media::{MediaCommand, MediaError, MediaPlane};
+use socket2::{Domain, Protocol, Socket, Type};
+use stats::ShardStats;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
+use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
+
+/// Depth of each shard's command queue.
+const COMMAND_QUEUE: usize = 1024;
+/// Socket buffers: keyframe bursts overflow the kernel defaults.
+const SOCKET_BUFFER_BYTES: usize = 8 * 1024 * 1024;
+
+struct ShardHandle {
+    commands: SyncSender<MediaCommand>,
+    /// Where a wake-up datagram goes: the shard's own socket.
+    wake_to: SocketAddr,
+    stats: Arc<ShardStats>,
+    media_addr: SocketAddr,
+}
+
+pub struct Engine {
+    shards: Vec<ShardHandle>,
+    waker: UdpSocket,
+    placement: Placement,
+}
+
+impl Engine {
+    /// Bind every shard's socket and start its thread.
+    pub fn start(config: &MediaConfig) -> anyhow::Result<Arc<Self>> {
+        let cert = crate::cert::generate_dtls_cert()?;
+        let waker = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0))?;
+        let waker_addr = waker.local_addr()?;
+        let placement: Placement = Arc::new(Mutex::new(Default::default()));
+        let mut shards = Vec::new();
+        for index in 0..config.shards.max(1) {
+            let port = if config.udp_port == 0 { 0 } else { config.udp_port + index as u16 };
+            let bind = SocketAddr::new(config.udp_bind, port);
+            let socket = bind_udp(bind)?;
+            let local = socket.local_addr()?;
+            let advertised = SocketAddr::new(config.advertised_ip, local.port());
+            let wake_ip = if local.ip().is_unspecified() { IpAddr::V4(Ipv4Addr::LOCALHOST) } else { local.ip() };
+            let (tx, rx) = sync_channel(COMMAND_QUEUE);
+            let stats = Arc::new(ShardStats::default());
+            let shard = Shard::new(index, socket, advertised, waker_addr, rx, cert.clone(), stats.clone(), placement.clone());
+            std::thread::Builder::new().name(format!("shard-{index}")).spawn(move || shard.run())?;
+            shards.push(ShardHandle {
+                commands: tx,
+                wake_to: SocketAddr::new(wake_ip, local.port()),
+                stats,
+                media_addr: advertised,
+            });
+        }
+        Ok(Arc::new(Self { shards, waker, placement }))
+    }
+
+    /// The advertised media address of each shard.
+    pub fn media_addrs(&self) -> Vec<SocketAddr> {
+        self.shards.iter().map(|s| s.media_addr).collect()
+    }
+
+    pub fn shard_stats(&self) -> Vec<Arc<ShardStats>> {
+        self.shards.iter().map(|s| s.stats.clone()).collect()
+    }
+
+    fn shard_for(&self, room: RoomId, create: bool) -> Option<usize> {
+        let mut placement = self.placement.lock().expect("placement lock poisoned");
+        if let Some(i) = placement.get(&room) {
+            return Some(*i);
+        }
+        if !create {
+            return None;
+        }
+        // Least loaded by rooms; a room never moves once placed.
+        let i = (0..self.shards.len())
+            .min_by_key(|i| self.shards[*i].stats.rooms.load(std::sync::atomic::Ordering::Relaxed))
+            .expect("at least one shard");
+        placement.insert(room, i);
+        Some(i)
+    }
+}
+
+impl MediaPlane for Engine {
+    fn submit(&self, cmd: MediaCommand) -> Result<(), MediaError> {
+        let shard = match &cmd {
+            MediaCommand::Negotiate { room, .. } => self.shard_for(*room, true),
+            MediaCommand::RemoveParticipant { room, .. } => self.shard_for(*room, false),
+        };
+        let Some(shard) = shard else {
+            // Nothing of this room lives in the engine: removal is already done.
+            if let MediaCommand::RemoveParticipant { reply, .. } = cmd {
+                let _ = reply.send(Ok(()));
+            }
+            return Ok(());
+        };
+        let handle = &self.shards[shard];
+        handle.commands.try_send(cmd).map_err(|e| match e {
+            TrySendError::Full(_) | TrySendError::Disconnected(_) => MediaError::Busy,
+        })?;
+        // Wake the shard from its socket wait; losing this only delays the command.
+        let _ = self.waker.send_to(&[0], handle.wake_to);
+        Ok(())
+    }
+}
+
+fn bind_udp(addr: SocketAddr) -> anyhow::Result<UdpSocket> {
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    // Best effort: the kernel caps these at net.core.{r,w}mem_max.
+    let _ = socket.set_recv_buffer_size(SOCKET_BUFFER_BYTES);
+    let _ = socket.set_send_buffer_size(SOCKET_BUFFER_BYTES);
+    socket.bind(&addr.into()).map_err(|e| anyhow::anyhow!("cannot bind UDP {addr}: {e}"))?;
+    Ok(socket.into())
+}

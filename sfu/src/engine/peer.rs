@@ -1,0 +1,83 @@
+//! One participant's peer connection inside a shard: the str0m `Rtc` plus what
+//! it publishes and the down-tracks it receives.
+
+use crate::munger::Munger;
+use signaling::ids::{ParticipantId, TrackId};
+use signaling::media::MediaEvent;
+use signaling::protocol::MediaKind;
+use std::net::SocketAddr;
+use std::time::Instant;
+use str0m::media::{Mid, Pt};
+use str0m::rtp::Ssrc;
+use str0m::Rtc;
+use tokio::sync::mpsc;
+
+/// An m-line the participant publishes on.
+#[derive(Debug, Clone)]
+pub struct Inbound {
+    pub mid: Mid,
+    pub track: TrackId,
+    pub kind: MediaKind,
+}
+
+/// One subscription: a published track delivered on one of this peer's m-lines.
+#[derive(Debug)]
+pub struct DownTrack {
+    pub mid: Mid,
+    pub track: TrackId,
+    pub kind: MediaKind,
+    pub munger: Munger,
+    /// Publisher PT → this leg's PT, filled on first use of each PT.
+    pub pt_map: Vec<(Pt, Option<Pt>)>,
+}
+
+pub struct Peer {
+    pub participant: ParticipantId,
+    pub rtc: Rtc,
+    pub events: mpsc::Sender<MediaEvent>,
+    /// Our ICE ufrag for this peer: how STUN finds it.
+    pub ufrag: String,
+    /// Remote addresses that have sent us valid STUN, for 4-tuple demux.
+    pub addrs: Vec<SocketAddr>,
+    pub inbound: Vec<Inbound>,
+    /// SSRC → published track, learned from str0m on the first packet of each SSRC.
+    pub ssrc_tracks: Vec<(Ssrc, TrackId)>,
+    /// Stable slots: a track's subscriber list points at (peer slot, down-track slot).
+    pub downtracks: Vec<Option<DownTrack>>,
+    pub next_timeout: Instant,
+    pub created_at: Instant,
+    pub connected: bool,
+    /// Set when the peer must be removed at the end of this loop turn.
+    pub failed: bool,
+}
+
+impl Peer {
+    pub fn downtrack_by_mid(&self, mid: Mid) -> Option<usize> {
+        self.downtracks.iter().position(|d| d.as_ref().is_some_and(|d| d.mid == mid))
+    }
+
+    /// Which track an incoming SSRC belongs to, asking str0m once per SSRC.
+    pub fn track_for_ssrc(&mut self, ssrc: Ssrc) -> Option<TrackId> {
+        if let Some((_, t)) = self.ssrc_tracks.iter().find(|(s, _)| *s == ssrc) {
+            return Some(*t);
+        }
+        let mid = self.rtc.direct_api().stream_rx(&ssrc)?.mid();
+        let track = self.inbound.iter().find(|i| i.mid == mid)?.track;
+        self.ssrc_tracks.push((ssrc, track));
+        Some(track)
+    }
+
+    pub fn inbound_mid(&self, track: TrackId) -> Option<Mid> {
+        self.inbound.iter().find(|i| i.track == track).map(|i| i.mid)
+    }
+
+    pub fn free_downtrack_slot(&mut self) -> usize {
+        match self.downtracks.iter().position(Option::is_none) {
+            Some(i) => i,
+            None => {
+                self.downtracks.push(None);
+                self.downtracks.len() - 1
+            }
+        }
+    }
+}

@@ -1,0 +1,10 @@
+//! The SFU: a str0m-based media engine in shard threads, plus the server wiring.
+
+pub mod cert;
+pub mod config;
+pub mod engine;
+pub mod keyframe;
+pub mod munger;
+pub mod sdp;
+pub mod server;
+pub mod stun;

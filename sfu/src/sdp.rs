@@ -1,0 +1,125 @@
+//! A minimal read of an SDP offer: its m-lines' kinds, mids and directions.
+//!
+//! str0m parses the SDP for real. This pass exists so the engine can check an
+//! offer against the client's publish/subscribe lists *before* applying it,
+//! because an applied offer cannot be rolled back.
+
+use std::fmt;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LineKind {
+    Audio,
+    Video,
+    Application,
+    Other,
+}
+
+/// Direction as the offerer (the client) states it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OfferDirection {
+    SendRecv,
+    SendOnly,
+    RecvOnly,
+    Inactive,
+}
+
+impl OfferDirection {
+    pub fn client_sends(self) -> bool {
+        matches!(self, OfferDirection::SendRecv | OfferDirection::SendOnly)
+    }
+    pub fn client_receives(self) -> bool {
+        matches!(self, OfferDirection::SendRecv | OfferDirection::RecvOnly)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MediaLine {
+    pub kind: LineKind,
+    pub mid: Option<String>,
+    pub direction: OfferDirection,
+    /// Port 0: the m-line is rejected or stopped.
+    pub stopped: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SdpError(pub String);
+
+impl fmt::Display for SdpError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The m-lines of an SDP, in order.
+pub fn media_lines(sdp: &str) -> Result<Vec<MediaLine>, SdpError> {
+    if !sdp.starts_with("v=0") {
+        return Err(SdpError("SDP must start with 'v=0'".into()));
+    }
+    let mut lines = Vec::new();
+    let mut session_direction = OfferDirection::SendRecv;
+    for raw in sdp.lines() {
+        let line = raw.trim_end_matches('\r');
+        if let Some(rest) = line.strip_prefix("m=") {
+            let mut parts = rest.split(' ');
+            let kind = match parts.next() {
+                Some("audio") => LineKind::Audio,
+                Some("video") => LineKind::Video,
+                Some("application") => LineKind::Application,
+                _ => LineKind::Other,
+            };
+            let stopped = parts.next().is_some_and(|p| p == "0");
+            lines.push(MediaLine { kind, mid: None, direction: session_direction, stopped });
+            continue;
+        }
+        let direction = match line {
+            "a=sendrecv" => Some(OfferDirection::SendRecv),
+            "a=sendonly" => Some(OfferDirection::SendOnly),
+            "a=recvonly" => Some(OfferDirection::RecvOnly),
+            "a=inactive" => Some(OfferDirection::Inactive),
+            _ => None,
+        };
+        match (lines.last_mut(), direction) {
+            (None, Some(d)) => session_direction = d,
+            (Some(m), Some(d)) => m.direction = d,
+            (Some(m), None) => {
+                if let Some(mid) = line.strip_prefix("a=mid:") {
+                    if mid.is_empty() || mid.len() > 16 {
+                        return Err(SdpError("a=mid must be 1-16 characters".into()));
+                    }
+                    m.mid = Some(mid.to_string());
+                }
+            }
+            (None, None) => {}
+        }
+    }
+    if lines.is_empty() {
+        return Err(SdpError("SDP has no m-lines".into()));
+    }
+    Ok(lines)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_kinds_mids_and_directions() {
+        let sdp = "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\na=group:BUNDLE 0 1 2\r\n\
+m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:0\r\na=sendonly\r\n\
+m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:1\r\na=recvonly\r\n\
+m=video 0 UDP/TLS/RTP/SAVPF 96\r\na=mid:2\r\na=inactive\r\n";
+        let lines = media_lines(sdp).unwrap();
+        assert_eq!(lines.len(), 3);
+        assert_eq!(lines[0], MediaLine { kind: LineKind::Audio, mid: Some("0".into()), direction: OfferDirection::SendOnly, stopped: false });
+        assert_eq!(lines[1].direction, OfferDirection::RecvOnly);
+        assert!(lines[2].stopped);
+    }
+
+    #[test]
+    fn rejects_garbage() {
+        assert!(media_lines("").is_err());
+        assert!(media_lines("hello").is_err());
+        assert!(media_lines("v=0\r\ns=-\r\n").is_err());
+        assert!(media_lines("v=0\r\nm=video 9 X 96\r\na=mid:\r\n").is_err());
+    }
+}

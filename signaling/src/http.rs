@@ -1,0 +1,59 @@
+//! HTTP routes: the web client, the websocket endpoint and `/healthz`.
+
+use crate::registry::Registry;
+use crate::session::{self, SessionConfig};
+use axum::extract::{State, WebSocketUpgrade};
+use axum::http::{header, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use std::sync::Arc;
+
+/// The browser client, embedded in the binary so the server runs from one file.
+#[derive(rust_embed::Embed)]
+#[folder = "../web-client/public/"]
+struct WebClient;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub registry: Arc<Registry>,
+    pub session: SessionConfig,
+    pub max_message_bytes: usize,
+}
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/ws", get(websocket))
+        .route("/healthz", get(healthz))
+        .fallback(get(static_file))
+        .with_state(state)
+}
+
+async fn websocket(ws: WebSocketUpgrade, State(state): State<AppState>) -> Response {
+    let registry = state.registry.clone();
+    let config = state.session.clone();
+    ws.max_message_size(state.max_message_bytes)
+        .max_frame_size(state.max_message_bytes)
+        .on_upgrade(move |socket| session::run(socket, registry, config))
+}
+
+async fn healthz(State(state): State<AppState>) -> impl IntoResponse {
+    let body = format!("{{\"status\":\"ok\",\"rooms\":{}}}", state.registry.room_count());
+    ([(header::CONTENT_TYPE, "application/json")], body)
+}
+
+async fn static_file(uri: Uri) -> Response {
+    let path = uri.path().trim_start_matches('/');
+    let path = if path.is_empty() { "index.html" } else { path };
+    match WebClient::get(path) {
+        Some(file) => {
+            let mime = mime_guess::from_path(path).first_or_octet_stream();
+            (
+                [(header::CONTENT_TYPE, mime.as_ref().to_string()), (header::CACHE_CONTROL, "no-cache".to_string())],
+                file.data.into_owned(),
+            )
+                .into_response()
+        }
+        None => (StatusCode::NOT_FOUND, "not found").into_response(),
+    }
+}

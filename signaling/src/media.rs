@@ -1,0 +1,72 @@
+//! The boundary between signaling and the media engine.
+//!
+//! Signaling never touches media. It submits commands to a [`MediaPlane`]
+//! through a bounded queue and gets exactly one reply per command on a oneshot
+//! channel. The engine reports asynchronous happenings ([`MediaEvent`]) to the
+//! room that owns the participant, through that room's bounded inbox.
+
+use crate::ids::{ParticipantId, RoomId, TrackId};
+use crate::protocol::MediaKind;
+use tokio::sync::{mpsc, oneshot};
+
+/// An m-line the participant publishes on, with the id signaling gave it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Publication {
+    pub mid: String,
+    pub track_id: TrackId,
+    pub kind: MediaKind,
+}
+
+/// An m-line the participant receives a track on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Subscription {
+    pub mid: String,
+    pub track_id: TrackId,
+}
+
+/// Why the engine refused a command.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MediaError {
+    #[error("the offer is not valid SDP: {0}")]
+    InvalidSdp(String),
+    #[error("the offer does not match the publish/subscribe lists: {0}")]
+    Mismatch(String),
+    #[error("the media engine is overloaded or stopping")]
+    Busy,
+}
+
+pub type Reply<T> = oneshot::Sender<Result<T, MediaError>>;
+
+/// Commands from signaling to the media engine. Each carries its reply channel.
+#[derive(Debug)]
+pub enum MediaCommand {
+    /// Apply a client offer. Creates the participant's peer connection on first
+    /// use. `publish` and `subscribe` are the complete desired state; anything
+    /// previously published or subscribed and not listed is removed.
+    Negotiate {
+        room: RoomId,
+        participant: ParticipantId,
+        offer: String,
+        publish: Vec<Publication>,
+        subscribe: Vec<Subscription>,
+        events: mpsc::Sender<MediaEvent>,
+        reply: Reply<String>,
+    },
+    /// Free everything the participant had in the engine.
+    RemoveParticipant { room: RoomId, participant: ParticipantId, reply: Reply<()> },
+}
+
+/// Happenings the engine reports to a room.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MediaEvent {
+    /// ICE and DTLS completed for this participant.
+    Connected { participant: ParticipantId },
+    /// The media connection was lost or never came up in time.
+    Failed { participant: ParticipantId },
+}
+
+/// The media engine as signaling sees it.
+pub trait MediaPlane: Send + Sync + 'static {
+    /// Queue a command without waiting. Fails at once when the queue is full.
+    fn submit(&self, cmd: MediaCommand) -> Result<(), MediaError>;
+}

@@ -1,0 +1,253 @@
+//! The versioned JSON signaling protocol, as written in `docs/signaling-protocol.md`.
+//!
+//! Every message is a JSON object with a `type` field. Unknown fields are
+//! rejected so that a client built against another version fails loudly.
+
+use crate::ids::{ParticipantId, TrackId};
+use serde::{Deserialize, Serialize};
+
+/// The protocol version this server speaks. A `join` with another `v` is refused.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// What a published track carries, as the publisher declares it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TrackSource {
+    Camera,
+    Microphone,
+    Screen,
+}
+
+impl TrackSource {
+    pub fn kind(self) -> MediaKind {
+        match self {
+            TrackSource::Camera | TrackSource::Screen => MediaKind::Video,
+            TrackSource::Microphone => MediaKind::Audio,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MediaKind {
+    Audio,
+    Video,
+}
+
+/// A published track as other participants see it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrackInfo {
+    pub track_id: TrackId,
+    pub kind: MediaKind,
+    pub source: TrackSource,
+    pub muted: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ParticipantInfo {
+    pub participant_id: ParticipantId,
+    pub name: String,
+    pub tracks: Vec<TrackInfo>,
+}
+
+/// One m-line the client sends on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PublishEntry {
+    pub mid: String,
+    pub source: TrackSource,
+    #[serde(default)]
+    pub muted: bool,
+}
+
+/// One m-line the client receives a remote track on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SubscribeEntry {
+    pub mid: String,
+    pub track_id: TrackId,
+}
+
+/// The server's id for each m-line the client publishes on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PublishedEntry {
+    pub mid: String,
+    pub track_id: TrackId,
+}
+
+/// Client to server.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ClientMessage {
+    /// First message on a connection.
+    Join { v: u32, room: String, name: String },
+    /// A complete description of what the client wants: every m-line it
+    /// publishes on and every m-line it receives on. Lines not listed carry nothing.
+    Offer {
+        sdp: String,
+        #[serde(default)]
+        publish: Vec<PublishEntry>,
+        #[serde(default)]
+        subscribe: Vec<SubscribeEntry>,
+    },
+    /// The client muted or unmuted one of its sources.
+    Mute { source: TrackSource, muted: bool },
+    /// Answer to the server's `ping`.
+    Pong {},
+    /// Leave the room; the server closes the connection after this.
+    Leave {},
+}
+
+/// Server to client.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ServerMessage {
+    Joined {
+        v: u32,
+        room: String,
+        participant_id: ParticipantId,
+        participants: Vec<ParticipantInfo>,
+        ping_interval_ms: u64,
+    },
+    ParticipantJoined { participant: ParticipantInfo },
+    ParticipantLeft { participant_id: ParticipantId },
+    TrackPublished { participant_id: ParticipantId, track: TrackInfo },
+    TrackUnpublished { participant_id: ParticipantId, track_id: TrackId },
+    MuteChanged { participant_id: ParticipantId, track_id: TrackId, muted: bool },
+    Answer { sdp: String, published: Vec<PublishedEntry> },
+    Ping {},
+    Error { code: ErrorCode, message: String },
+}
+
+/// Stable error codes. Clients match on these; the message is for humans.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// Not valid JSON, or not a known message shape.
+    BadMessage,
+    /// `join.v` is not a version this server speaks.
+    UnsupportedVersion,
+    /// A message other than `join` arrived before `join`.
+    NotJoined,
+    /// A second `join` on the same connection.
+    AlreadyJoined,
+    /// The room name is empty, too long or has characters outside the allowed set.
+    InvalidRoom,
+    /// The display name is empty, too long or has control characters.
+    InvalidName,
+    /// The offer's SDP could not be parsed or does not match the publish/subscribe lists.
+    InvalidOffer,
+    /// A subscribe entry names a track that does not exist in this room.
+    UnknownTrack,
+    /// The message is larger than the server accepts.
+    MessageTooLarge,
+    /// The room has reached its participant limit.
+    RoomFull,
+    /// The media engine is overloaded or stopping; try again.
+    ServerBusy,
+    /// No message arrived within the liveness timeout.
+    Timeout,
+    /// The media connection failed (ICE or DTLS did not complete, or was lost).
+    MediaFailed,
+    /// A bug on the server. The message says no more than that.
+    Internal,
+}
+
+impl ErrorCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::BadMessage => "bad_message",
+            ErrorCode::UnsupportedVersion => "unsupported_version",
+            ErrorCode::NotJoined => "not_joined",
+            ErrorCode::AlreadyJoined => "already_joined",
+            ErrorCode::InvalidRoom => "invalid_room",
+            ErrorCode::InvalidName => "invalid_name",
+            ErrorCode::InvalidOffer => "invalid_offer",
+            ErrorCode::UnknownTrack => "unknown_track",
+            ErrorCode::MessageTooLarge => "message_too_large",
+            ErrorCode::RoomFull => "room_full",
+            ErrorCode::ServerBusy => "server_busy",
+            ErrorCode::Timeout => "timeout",
+            ErrorCode::MediaFailed => "media_failed",
+            ErrorCode::Internal => "internal",
+        }
+    }
+}
+
+/// A protocol-level failure: a code for the client and a message for a human.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}: {message}", code.as_str())]
+pub struct ProtocolError {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+impl ProtocolError {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self { code, message: message.into() }
+    }
+
+    pub fn to_message(&self) -> ServerMessage {
+        ServerMessage::Error { code: self.code, message: self.message.clone() }
+    }
+}
+
+impl ClientMessage {
+    /// Parse one text frame. The error says which field or shape was wrong.
+    pub fn parse(text: &str) -> Result<Self, ProtocolError> {
+        serde_json::from_str(text)
+            .map_err(|e| ProtocolError::new(ErrorCode::BadMessage, format!("invalid message: {e}")))
+    }
+
+    /// A short, fixed name for metrics and logs.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            ClientMessage::Join { .. } => "join",
+            ClientMessage::Offer { .. } => "offer",
+            ClientMessage::Mute { .. } => "mute",
+            ClientMessage::Pong {} => "pong",
+            ClientMessage::Leave {} => "leave",
+        }
+    }
+}
+
+impl ServerMessage {
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("server messages always serialize")
+    }
+}
+
+/// Room names: 1–64 characters of letters, digits, `-`, `_` and `.`.
+pub fn validate_room(room: &str) -> Result<(), ProtocolError> {
+    let ok = !room.is_empty()
+        && room.chars().count() <= 64
+        && room.chars().all(|c| c.is_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(ProtocolError::new(
+            ErrorCode::InvalidRoom,
+            "room must be 1-64 letters, digits, '-', '_' or '.'",
+        ))
+    }
+}
+
+/// Display names: 1–64 characters after trimming, no control characters.
+/// Vietnamese names with diacritics are letters like any other.
+pub fn validate_name(name: &str) -> Result<String, ProtocolError> {
+    let trimmed = name.trim();
+    let ok = !trimmed.is_empty()
+        && trimmed.chars().count() <= 64
+        && !trimmed.chars().any(|c| c.is_control());
+    if ok {
+        Ok(trimmed.to_string())
+    } else {
+        Err(ProtocolError::new(
+            ErrorCode::InvalidName,
+            "name must be 1-64 characters without control characters",
+        ))
+    }
+}

@@ -1,0 +1,89 @@
+//! The set of live rooms: name → running room task.
+//!
+//! The registry only maps names to handles. Each room's state is owned by its
+//! own task (see `room.rs`); a room task removes itself here when its last
+//! participant leaves.
+
+use crate::ids::{IdSource, RoomId};
+use crate::media::MediaPlane;
+use crate::room::{Room, RoomCommand, RoomHandle, RoomLimits, ROOM_INBOX};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use tokio::sync::mpsc;
+use tracing::info;
+
+pub struct Registry {
+    rooms: Mutex<HashMap<String, RoomHandle>>,
+    media: Arc<dyn MediaPlane>,
+    ids: Arc<IdSource>,
+    limits: RoomLimits,
+}
+
+impl Registry {
+    pub fn new(media: Arc<dyn MediaPlane>, limits: RoomLimits) -> Arc<Self> {
+        Arc::new(Self { rooms: Mutex::new(HashMap::new()), media, ids: Arc::new(IdSource::new()), limits })
+    }
+
+    pub fn room_count(&self) -> usize {
+        self.rooms.lock().expect("registry lock poisoned").len()
+    }
+
+    /// The running room with this name, started if there is none.
+    pub fn get_or_start(self: &Arc<Self>, name: &str) -> RoomHandle {
+        let mut rooms = self.rooms.lock().expect("registry lock poisoned");
+        if let Some(handle) = rooms.get(name) {
+            if !handle.inbox.is_closed() {
+                return handle.clone();
+            }
+        }
+        let id = RoomId(self.ids.next());
+        let (inbox, commands) = mpsc::channel(ROOM_INBOX);
+        let (media_events, events) = mpsc::channel(ROOM_INBOX);
+        let room = Room::new(id, name.to_string(), self.limits.clone(), self.media.clone(), self.ids.clone(), media_events);
+        let handle = RoomHandle { id, inbox };
+        rooms.insert(name.to_string(), handle.clone());
+        tokio::spawn(run_room(self.clone(), name.to_string(), id, room, commands, events));
+        info!(room = %id, "room started");
+        handle
+    }
+
+    /// Called by a room task that became empty. Removes it only if no command
+    /// is waiting, so a join that raced with the last leave is not lost.
+    fn try_retire(&self, name: &str, id: RoomId, commands: &mut mpsc::Receiver<RoomCommand>) -> bool {
+        let mut rooms = self.rooms.lock().expect("registry lock poisoned");
+        if !commands.is_empty() {
+            return false;
+        }
+        if rooms.get(name).is_some_and(|h| h.id == id) {
+            rooms.remove(name);
+        }
+        // Closing under the lock: a sender that got our handle earlier now fails
+        // to send and starts a fresh room.
+        commands.close();
+        true
+    }
+}
+
+async fn run_room(
+    registry: Arc<Registry>,
+    name: String,
+    id: RoomId,
+    mut room: Room,
+    mut commands: mpsc::Receiver<RoomCommand>,
+    mut events: mpsc::Receiver<crate::media::MediaEvent>,
+) {
+    loop {
+        let cmd = tokio::select! {
+            Some(cmd) = commands.recv() => cmd,
+            Some(ev) = events.recv() => RoomCommand::Media(ev),
+            else => break,
+        };
+        room.handle(cmd).await;
+        if room.is_empty() && registry.try_retire(&name, id, &mut commands) {
+            // A join that slipped in between the check and the close is dropped
+            // unanswered; its sender sees the closed reply and starts a new room.
+            info!(room = %id, "room closed");
+            break;
+        }
+    }
+}

@@ -1,0 +1,350 @@
+//! One room's signaling state, owned by exactly one task.
+//!
+//! Everything that changes a room (joins, offers, mutes, leaves, media events)
+//! arrives as a [`RoomCommand`] in the room's bounded inbox and is applied in
+//! order. Messages to participants go out through each participant's own
+//! bounded outbound queue; a participant whose queue is full is disconnected
+//! rather than allowed to stall the room.
+
+use crate::ids::{IdSource, ParticipantId, RoomId, TrackId};
+use crate::media::{MediaCommand, MediaError, MediaEvent, MediaPlane, Publication, Subscription};
+use crate::protocol::{
+    ErrorCode, ParticipantInfo, ProtocolError, PublishEntry, PublishedEntry, ServerMessage,
+    SubscribeEntry, TrackInfo, TrackSource, PROTOCOL_VERSION,
+};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
+use tracing::{debug, info, warn};
+
+/// How long a room waits for the media engine to answer one command.
+const MEDIA_REPLY_TIMEOUT: Duration = Duration::from_secs(5);
+/// Inbox depth of one room. Senders wait when it is full (back-pressure), never drop.
+pub const ROOM_INBOX: usize = 256;
+
+/// What the room sends to a participant's connection task.
+#[derive(Debug)]
+pub enum Outbound {
+    Message(ServerMessage),
+    /// Send this error, then close the connection.
+    Close(ProtocolError),
+}
+
+#[derive(Debug)]
+pub enum RoomCommand {
+    Join {
+        name: String,
+        out: mpsc::Sender<Outbound>,
+        reply: oneshot::Sender<Result<ParticipantId, ProtocolError>>,
+    },
+    Offer {
+        participant: ParticipantId,
+        sdp: String,
+        publish: Vec<PublishEntry>,
+        subscribe: Vec<SubscribeEntry>,
+    },
+    Mute { participant: ParticipantId, source: TrackSource, muted: bool },
+    Leave { participant: ParticipantId },
+    Media(MediaEvent),
+}
+
+/// A cheap handle to a running room.
+#[derive(Debug, Clone)]
+pub struct RoomHandle {
+    pub id: RoomId,
+    pub inbox: mpsc::Sender<RoomCommand>,
+}
+
+#[derive(Debug, Clone)]
+pub struct RoomLimits {
+    pub max_participants: usize,
+    pub ping_interval: Duration,
+}
+
+#[derive(Debug, Clone)]
+struct PublishedTrack {
+    mid: String,
+    info: TrackInfo,
+}
+
+#[derive(Debug)]
+struct Member {
+    name: String,
+    out: mpsc::Sender<Outbound>,
+    tracks: Vec<PublishedTrack>,
+}
+
+impl Member {
+    fn info(&self, id: ParticipantId) -> ParticipantInfo {
+        ParticipantInfo {
+            participant_id: id,
+            name: self.name.clone(),
+            tracks: self.tracks.iter().map(|t| t.info.clone()).collect(),
+        }
+    }
+}
+
+/// The room's state. Owned by the room task; nothing else can reach it.
+pub struct Room {
+    id: RoomId,
+    name: String,
+    limits: RoomLimits,
+    members: BTreeMap<ParticipantId, Member>,
+    media: Arc<dyn MediaPlane>,
+    ids: Arc<IdSource>,
+    /// Handed to the media engine so its events come back through our inbox.
+    media_events: mpsc::Sender<MediaEvent>,
+}
+
+impl Room {
+    pub fn new(
+        id: RoomId,
+        name: String,
+        limits: RoomLimits,
+        media: Arc<dyn MediaPlane>,
+        ids: Arc<IdSource>,
+        media_events: mpsc::Sender<MediaEvent>,
+    ) -> Self {
+        Self { id, name, limits, members: BTreeMap::new(), media, ids, media_events }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.members.is_empty()
+    }
+
+    pub fn participant_count(&self) -> usize {
+        self.members.len()
+    }
+
+    /// Apply one command. Returns once every effect has been queued.
+    pub async fn handle(&mut self, cmd: RoomCommand) {
+        match cmd {
+            RoomCommand::Join { name, out, reply } => {
+                let result = self.join(name, out);
+                let _ = reply.send(result);
+            }
+            RoomCommand::Offer { participant, sdp, publish, subscribe } => {
+                if let Err(e) = self.offer(participant, sdp, publish, subscribe).await {
+                    self.send(participant, e.to_message());
+                }
+            }
+            RoomCommand::Mute { participant, source, muted } => self.mute(participant, source, muted),
+            RoomCommand::Leave { participant } => self.leave(participant),
+            RoomCommand::Media(MediaEvent::Connected { participant }) => {
+                debug!(room = %self.id, %participant, "media connected");
+            }
+            RoomCommand::Media(MediaEvent::Failed { participant }) => {
+                if let Some(m) = self.members.get(&participant) {
+                    let _ = m.out.try_send(Outbound::Close(ProtocolError::new(
+                        ErrorCode::MediaFailed,
+                        "the media connection was lost",
+                    )));
+                }
+                self.leave(participant);
+            }
+        }
+    }
+
+    fn join(
+        &mut self,
+        name: String,
+        out: mpsc::Sender<Outbound>,
+    ) -> Result<ParticipantId, ProtocolError> {
+        if self.members.len() >= self.limits.max_participants {
+            return Err(ProtocolError::new(
+                ErrorCode::RoomFull,
+                format!("the room already has {} participants", self.limits.max_participants),
+            ));
+        }
+        let id = ParticipantId(self.ids.next());
+        let member = Member { name, out, tracks: Vec::new() };
+        let joined = ServerMessage::Joined {
+            v: PROTOCOL_VERSION,
+            room: self.name.clone(),
+            participant_id: id,
+            participants: self.members.iter().map(|(pid, m)| m.info(*pid)).collect(),
+            ping_interval_ms: self.limits.ping_interval.as_millis() as u64,
+        };
+        let announce = ServerMessage::ParticipantJoined { participant: member.info(id) };
+        self.members.insert(id, member);
+        self.send(id, joined);
+        self.broadcast_except(id, &announce);
+        info!(room = %self.id, participant = %id, count = self.members.len(), "participant joined");
+        Ok(id)
+    }
+
+    async fn offer(
+        &mut self,
+        participant: ParticipantId,
+        sdp: String,
+        publish: Vec<PublishEntry>,
+        subscribe: Vec<SubscribeEntry>,
+    ) -> Result<(), ProtocolError> {
+        let member = self
+            .members
+            .get(&participant)
+            .ok_or_else(|| ProtocolError::new(ErrorCode::NotJoined, "not in this room"))?;
+        check_unique_mids(&publish, &subscribe)?;
+        check_unique_sources(&publish)?;
+
+        // Keep the track id of an m-line that keeps publishing the same source.
+        let mut next_tracks = Vec::with_capacity(publish.len());
+        for entry in &publish {
+            let kept = member
+                .tracks
+                .iter()
+                .find(|t| t.mid == entry.mid && t.info.source == entry.source)
+                .map(|t| t.info.track_id);
+            let track_id = kept.unwrap_or_else(|| TrackId(self.ids.next()));
+            let muted = entry.muted;
+            next_tracks.push(PublishedTrack {
+                mid: entry.mid.clone(),
+                info: TrackInfo { track_id, kind: entry.source.kind(), source: entry.source, muted },
+            });
+        }
+
+        // Subscriptions to tracks that are gone (a race with their unpublishing)
+        // are dropped quietly: the client learns of the removal by its own message.
+        let mut subs = Vec::with_capacity(subscribe.len());
+        for entry in &subscribe {
+            let owner = self.owner_of(entry.track_id);
+            if owner == Some(participant) {
+                return Err(ProtocolError::new(
+                    ErrorCode::InvalidOffer,
+                    format!("cannot subscribe to your own track {}", entry.track_id.0),
+                ));
+            }
+            if owner.is_some() {
+                subs.push(Subscription { mid: entry.mid.clone(), track_id: entry.track_id });
+            }
+        }
+
+        let (reply, answer) = oneshot::channel();
+        self.media
+            .submit(MediaCommand::Negotiate {
+                room: self.id,
+                participant,
+                offer: sdp,
+                publish: next_tracks
+                    .iter()
+                    .map(|t| Publication {
+                        mid: t.mid.clone(),
+                        track_id: t.info.track_id,
+                        kind: t.info.kind,
+                    })
+                    .collect(),
+                subscribe: subs,
+                events: self.media_events.clone(),
+                reply,
+            })
+            .map_err(media_error)?;
+        let answer = match tokio::time::timeout(MEDIA_REPLY_TIMEOUT, answer).await {
+            Ok(Ok(result)) => result.map_err(media_error)?,
+            Ok(Err(_)) | Err(_) => return Err(media_error(MediaError::Busy)),
+        };
+
+        // The engine accepted: commit the new publication state and tell everyone.
+        let member = self.members.get_mut(&participant).expect("checked above; we own the map");
+        let before = std::mem::replace(&mut member.tracks, next_tracks);
+        let after = member.tracks.clone();
+        let published = after
+            .iter()
+            .map(|t| PublishedEntry { mid: t.mid.clone(), track_id: t.info.track_id })
+            .collect();
+        self.send(participant, ServerMessage::Answer { sdp: answer, published });
+        for gone in before.iter().filter(|b| !after.iter().any(|a| a.info.track_id == b.info.track_id)) {
+            self.broadcast_except(
+                participant,
+                &ServerMessage::TrackUnpublished { participant_id: participant, track_id: gone.info.track_id },
+            );
+        }
+        for new in after.iter().filter(|a| !before.iter().any(|b| b.info.track_id == a.info.track_id)) {
+            self.broadcast_except(
+                participant,
+                &ServerMessage::TrackPublished { participant_id: participant, track: new.info.clone() },
+            );
+        }
+        Ok(())
+    }
+
+    fn mute(&mut self, participant: ParticipantId, source: TrackSource, muted: bool) {
+        let Some(member) = self.members.get_mut(&participant) else { return };
+        let Some(track) = member.tracks.iter_mut().find(|t| t.info.source == source) else { return };
+        if track.info.muted == muted {
+            return;
+        }
+        track.info.muted = muted;
+        let msg = ServerMessage::MuteChanged { participant_id: participant, track_id: track.info.track_id, muted };
+        self.broadcast_except(participant, &msg);
+    }
+
+    fn leave(&mut self, participant: ParticipantId) {
+        if self.members.remove(&participant).is_none() {
+            return;
+        }
+        let (reply, _ignored) = oneshot::channel();
+        if let Err(e) = self.media.submit(MediaCommand::RemoveParticipant { room: self.id, participant, reply }) {
+            // The engine also frees a peer whose ICE times out, so this is not a leak.
+            warn!(room = %self.id, %participant, error = %e, "could not queue media removal");
+        }
+        self.broadcast_except(participant, &ServerMessage::ParticipantLeft { participant_id: participant });
+        info!(room = %self.id, %participant, count = self.members.len(), "participant left");
+    }
+
+    fn owner_of(&self, track: TrackId) -> Option<ParticipantId> {
+        self.members
+            .iter()
+            .find(|(_, m)| m.tracks.iter().any(|t| t.info.track_id == track))
+            .map(|(id, _)| *id)
+    }
+
+    /// Queue a message for one participant. A full queue means the client is not
+    /// reading; it is disconnected so the room never waits for it.
+    fn send(&mut self, to: ParticipantId, msg: ServerMessage) {
+        let Some(member) = self.members.get(&to) else { return };
+        if member.out.try_send(Outbound::Message(msg)).is_err() {
+            warn!(room = %self.id, participant = %to, "outbound queue full or closed; disconnecting");
+            self.leave(to);
+        }
+    }
+
+    fn broadcast_except(&mut self, except: ParticipantId, msg: &ServerMessage) {
+        let targets: Vec<ParticipantId> = self.members.keys().copied().filter(|p| *p != except).collect();
+        for to in targets {
+            self.send(to, msg.clone());
+        }
+    }
+}
+
+fn media_error(e: MediaError) -> ProtocolError {
+    match e {
+        MediaError::InvalidSdp(m) => ProtocolError::new(ErrorCode::InvalidOffer, format!("invalid SDP: {m}")),
+        MediaError::Mismatch(m) => ProtocolError::new(ErrorCode::InvalidOffer, m),
+        MediaError::Busy => ProtocolError::new(ErrorCode::ServerBusy, "the media server is busy; try again"),
+    }
+}
+
+fn check_unique_mids(publish: &[PublishEntry], subscribe: &[SubscribeEntry]) -> Result<(), ProtocolError> {
+    let mut mids: Vec<&str> =
+        publish.iter().map(|p| p.mid.as_str()).chain(subscribe.iter().map(|s| s.mid.as_str())).collect();
+    let n = mids.len();
+    mids.sort_unstable();
+    mids.dedup();
+    if mids.len() != n {
+        return Err(ProtocolError::new(ErrorCode::InvalidOffer, "each mid may appear once in publish and subscribe"));
+    }
+    Ok(())
+}
+
+fn check_unique_sources(publish: &[PublishEntry]) -> Result<(), ProtocolError> {
+    for (i, p) in publish.iter().enumerate() {
+        if publish[..i].iter().any(|q| q.source == p.source) {
+            return Err(ProtocolError::new(
+                ErrorCode::InvalidOffer,
+                "each source (camera, microphone, screen) may be published once",
+            ));
+        }
+    }
+    Ok(())
+}
