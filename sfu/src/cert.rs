@@ -8,5 +8,8 @@ pub fn generate_dtls_cert() -> anyhow::Result<DtlsCert> {
     let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
     let params = rcgen::CertificateParams::new(vec!["sfu".to_string()])?;
     let cert = params.self_signed(&key)?;
-    Ok(DtlsCert { certificate: cert.der().to_vec(), private_key: key.serialize_der() })
+    Ok(DtlsCert {
+        certificate: cert.der().to_vec(),
+        private_key: key.serialize_der(),
+    })
 }

@@ -43,22 +43,33 @@ pub struct SignalingConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read {path}: {source}")]
-    Read { path: String, source: std::io::Error },
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("{origin}: {message}")]
     Invalid { origin: String, message: String },
 }
 
 impl Config {
     pub fn embedded() -> Self {
-        Self::from_layers(&[("embedded default", EMBEDDED_DEFAULT)]).expect("the embedded default config is valid")
+        Self::from_layers(&[("embedded default", EMBEDDED_DEFAULT)])
+            .expect("the embedded default config is valid")
     }
 
     /// The embedded default, overridden by `path` if given.
     pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
-        let Some(path) = path else { return Ok(Self::embedded()) };
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| ConfigError::Read { path: path.display().to_string(), source })?;
-        Self::from_layers(&[("embedded default", EMBEDDED_DEFAULT), (&path.display().to_string(), &text)])
+        let Some(path) = path else {
+            return Ok(Self::embedded());
+        };
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::from_layers(&[
+            ("embedded default", EMBEDDED_DEFAULT),
+            (&path.display().to_string(), &text),
+        ])
     }
 
     /// Merge TOML documents in order (later keys win), then check the result.
@@ -66,15 +77,23 @@ impl Config {
         let mut merged = toml::Table::new();
         let mut origin = String::new();
         for (name, text) in layers {
-            let table: toml::Table = toml::from_str(text)
-                .map_err(|e| ConfigError::Invalid { origin: name.to_string(), message: e.to_string() })?;
+            let table: toml::Table = toml::from_str(text).map_err(|e| ConfigError::Invalid {
+                origin: name.to_string(),
+                message: e.to_string(),
+            })?;
             merge(&mut merged, table);
             origin = name.to_string();
         }
-        let config: Config = toml::Value::Table(merged)
-            .try_into()
-            .map_err(|e: toml::de::Error| ConfigError::Invalid { origin: origin.clone(), message: e.to_string() })?;
-        config.validate().map_err(|message| ConfigError::Invalid { origin, message })?;
+        let config: Config =
+            toml::Value::Table(merged)
+                .try_into()
+                .map_err(|e: toml::de::Error| ConfigError::Invalid {
+                    origin: origin.clone(),
+                    message: e.to_string(),
+                })?;
+        config
+            .validate()
+            .map_err(|message| ConfigError::Invalid { origin, message })?;
         Ok(config)
     }
 
@@ -85,10 +104,16 @@ impl Config {
             problems.push("media.shards must be 1-64".to_string());
         }
         if self.media.advertised_ip.is_unspecified() {
-            problems.push("media.advertised_ip must be a concrete address browsers can reach".to_string());
+            problems.push(
+                "media.advertised_ip must be a concrete address browsers can reach".to_string(),
+            );
         }
-        if self.signaling.ping_interval_secs == 0 || self.signaling.dead_after_secs <= self.signaling.ping_interval_secs {
-            problems.push("signaling.dead_after_secs must be greater than ping_interval_secs > 0".to_string());
+        if self.signaling.ping_interval_secs == 0
+            || self.signaling.dead_after_secs <= self.signaling.ping_interval_secs
+        {
+            problems.push(
+                "signaling.dead_after_secs must be greater than ping_interval_secs > 0".to_string(),
+            );
         }
         if self.signaling.max_message_bytes < 4096 {
             problems.push("signaling.max_message_bytes must be at least 4096".to_string());
@@ -96,7 +121,11 @@ impl Config {
         if self.signaling.max_participants_per_room == 0 {
             problems.push("signaling.max_participants_per_room must be at least 1".to_string());
         }
-        if problems.is_empty() { Ok(()) } else { Err(problems.join("; ")) }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(problems.join("; "))
+        }
     }
 }
 
@@ -138,7 +167,11 @@ mod tests {
 
     #[test]
     fn unknown_key_is_an_error_naming_it() {
-        let err = Config::from_layers(&[("d", EMBEDDED_DEFAULT), ("f.toml", "[media]\nudp_prot = 1\n")]).unwrap_err();
+        let err = Config::from_layers(&[
+            ("d", EMBEDDED_DEFAULT),
+            ("f.toml", "[media]\nudp_prot = 1\n"),
+        ])
+        .unwrap_err();
         let msg = err.to_string();
         assert!(msg.contains("udp_prot"), "{msg}");
         assert!(msg.starts_with("f.toml"), "{msg}");
@@ -146,7 +179,11 @@ mod tests {
 
     #[test]
     fn override_changes_only_that_key() {
-        let c = Config::from_layers(&[("d", EMBEDDED_DEFAULT), ("f", "[http]\nlisten = \"0.0.0.0:9000\"\n")]).unwrap();
+        let c = Config::from_layers(&[
+            ("d", EMBEDDED_DEFAULT),
+            ("f", "[http]\nlisten = \"0.0.0.0:9000\"\n"),
+        ])
+        .unwrap();
         assert_eq!(c.http.listen.port(), 9000);
         assert_eq!(c.media, Config::embedded().media);
     }
@@ -159,6 +196,9 @@ mod tests {
         ])
         .unwrap_err()
         .to_string();
-        assert!(err.contains("shards") && err.contains("advertised_ip"), "{err}");
+        assert!(
+            err.contains("shards") && err.contains("advertised_ip"),
+            "{err}"
+        );
     }
 }

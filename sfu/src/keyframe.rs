@@ -24,7 +24,11 @@ pub struct KeyframeThrottle {
 
 impl KeyframeThrottle {
     pub fn new(interval: Duration) -> Self {
-        Self { interval, last_sent: None, pending: None }
+        Self {
+            interval,
+            last_sent: None,
+            pending: None,
+        }
     }
 
     /// Someone wants a keyframe. Returns the request to send upstream now, if any.
@@ -39,7 +43,9 @@ impl KeyframeThrottle {
 
     /// A pending request whose interval has passed.
     pub fn poll(&mut self, now: Instant) -> Option<KeyframeKind> {
-        let due = self.last_sent.is_none_or(|t| now.saturating_duration_since(t) >= self.interval);
+        let due = self
+            .last_sent
+            .is_none_or(|t| now.saturating_duration_since(t) >= self.interval);
         if due {
             if let Some(kind) = self.pending.take() {
                 self.last_sent = Some(now);
@@ -52,7 +58,10 @@ impl KeyframeThrottle {
     /// When `poll` will next have something to send.
     pub fn deadline(&self) -> Option<Instant> {
         self.pending?;
-        Some(self.last_sent.map_or_else(Instant::now, |t| t + self.interval))
+        Some(
+            self.last_sent
+                .map_or_else(Instant::now, |t| t + self.interval),
+        )
     }
 }
 
@@ -74,12 +83,19 @@ mod tests {
         let mut k = KeyframeThrottle::new(DEFAULT_INTERVAL);
         k.request(KeyframeKind::Pli, t);
         for i in 1..20 {
-            assert_eq!(k.request(KeyframeKind::Pli, t + Duration::from_millis(i * 10)), None);
+            assert_eq!(
+                k.request(KeyframeKind::Pli, t + Duration::from_millis(i * 10)),
+                None
+            );
         }
         assert_eq!(k.deadline(), Some(t + DEFAULT_INTERVAL));
         assert_eq!(k.poll(t + Duration::from_millis(399)), None);
         assert_eq!(k.poll(t + DEFAULT_INTERVAL), Some(KeyframeKind::Pli));
-        assert_eq!(k.poll(t + DEFAULT_INTERVAL * 3), None, "nothing pending after it was sent");
+        assert_eq!(
+            k.poll(t + DEFAULT_INTERVAL * 3),
+            None,
+            "nothing pending after it was sent"
+        );
     }
 
     #[test]

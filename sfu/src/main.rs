@@ -10,7 +10,11 @@ fn main() -> anyhow::Result<()> {
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--config" | "-c" => {
-                config_path = Some(args.next().ok_or_else(|| anyhow::anyhow!("--config needs a file\n\n{USAGE}"))?.into())
+                config_path = Some(
+                    args.next()
+                        .ok_or_else(|| anyhow::anyhow!("--config needs a file\n\n{USAGE}"))?
+                        .into(),
+                )
             }
             "--help" | "-h" => {
                 println!("{USAGE}");
@@ -20,15 +24,30 @@ fn main() -> anyhow::Result<()> {
         }
     }
     let config = Config::load(config_path.as_deref())?;
-    let filter = EnvFilter::try_from_env("SFU_LOG").unwrap_or_else(|_| EnvFilter::new(&config.log_level));
+    let filter =
+        EnvFilter::try_from_env("SFU_LOG").unwrap_or_else(|_| EnvFilter::new(&config.log_level));
     tracing_subscriber::fmt().with_env_filter(filter).init();
 
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     runtime.block_on(async {
         let server = sfu::server::start(&config).await?;
-        let media: Vec<String> = server.engine.media_addrs().iter().map(|a| a.to_string()).collect();
-        println!("sfu listening: http {} · media udp {}", server.http_addr, media.join(", "));
-        println!("Open {}?room=demo&name=Guest to join a room (add &lang=en for English).", server.url());
+        let media: Vec<String> = server
+            .engine
+            .media_addrs()
+            .iter()
+            .map(|a| a.to_string())
+            .collect();
+        println!(
+            "sfu listening: http {} · media udp {}",
+            server.http_addr,
+            media.join(", ")
+        );
+        println!(
+            "Open {}?room=demo&name=Guest to join a room (add &lang=en for English).",
+            server.url()
+        );
         tokio::signal::ctrl_c().await?;
         println!("shutting down");
         Ok(())

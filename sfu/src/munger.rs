@@ -58,7 +58,13 @@ pub struct Munger {
 impl Munger {
     /// `initial_seq` is the first output sequence number (choose it at random per subscription).
     pub fn new(clock_rate: u32, initial_seq: u16) -> Self {
-        Self { clock_rate, initial_seq, mapping: None, switch_pending: false, last_out: None }
+        Self {
+            clock_rate,
+            initial_seq,
+            mapping: None,
+            switch_pending: false,
+            last_out: None,
+        }
     }
 
     /// The next packet starts a new source: continue from the last output.
@@ -142,15 +148,51 @@ mod tests {
     #[test]
     fn sequence_table() {
         let cases: &[(&str, &[u64], &[Option<u64>])] = &[
-            ("in order", &[5000, 5001, 5002], &[Some(100), Some(101), Some(102)]),
-            ("gap stays a gap", &[5000, 5001, 5004], &[Some(100), Some(101), Some(104)]),
-            ("late packet fills its gap", &[5000, 5002, 5001], &[Some(100), Some(102), Some(101)]),
-            ("duplicate maps to the same number", &[5000, 5001, 5001], &[Some(100), Some(101), Some(101)]),
-            ("before the first packet is dropped", &[5000, 4999], &[Some(100), None]),
-            ("16-bit wraparound upstream", &[65_534, 65_535, 65_536, 65_537], &[Some(100), Some(101), Some(102), Some(103)]),
-            ("huge jump rebases to last+1", &[5000, 5001, 50_000], &[Some(100), Some(101), Some(102)]),
-            ("jump within the window is loss", &[5000, 5000 + MAX_FORWARD_JUMP], &[Some(100), Some(100 + MAX_FORWARD_JUMP)]),
-            ("too late is dropped", &[5000, 7000, 5500], &[Some(100), Some(2100), None]),
+            (
+                "in order",
+                &[5000, 5001, 5002],
+                &[Some(100), Some(101), Some(102)],
+            ),
+            (
+                "gap stays a gap",
+                &[5000, 5001, 5004],
+                &[Some(100), Some(101), Some(104)],
+            ),
+            (
+                "late packet fills its gap",
+                &[5000, 5002, 5001],
+                &[Some(100), Some(102), Some(101)],
+            ),
+            (
+                "duplicate maps to the same number",
+                &[5000, 5001, 5001],
+                &[Some(100), Some(101), Some(101)],
+            ),
+            (
+                "before the first packet is dropped",
+                &[5000, 4999],
+                &[Some(100), None],
+            ),
+            (
+                "16-bit wraparound upstream",
+                &[65_534, 65_535, 65_536, 65_537],
+                &[Some(100), Some(101), Some(102), Some(103)],
+            ),
+            (
+                "huge jump rebases to last+1",
+                &[5000, 5001, 50_000],
+                &[Some(100), Some(101), Some(102)],
+            ),
+            (
+                "jump within the window is loss",
+                &[5000, 5000 + MAX_FORWARD_JUMP],
+                &[Some(100), Some(100 + MAX_FORWARD_JUMP)],
+            ),
+            (
+                "too late is dropped",
+                &[5000, 7000, 5500],
+                &[Some(100), Some(2100), None],
+            ),
         ];
         let t = Instant::now();
         for (name, input, expected) in cases {

@@ -68,7 +68,12 @@ pub fn media_lines(sdp: &str) -> Result<Vec<MediaLine>, SdpError> {
                 _ => LineKind::Other,
             };
             let stopped = parts.next().is_some_and(|p| p == "0");
-            lines.push(MediaLine { kind, mid: None, direction: session_direction, stopped });
+            lines.push(MediaLine {
+                kind,
+                mid: None,
+                direction: session_direction,
+                stopped,
+            });
             continue;
         }
         let direction = match line {
@@ -110,7 +115,15 @@ m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:1\r\na=recvonly\r\n\
 m=video 0 UDP/TLS/RTP/SAVPF 96\r\na=mid:2\r\na=inactive\r\n";
         let lines = media_lines(sdp).unwrap();
         assert_eq!(lines.len(), 3);
-        assert_eq!(lines[0], MediaLine { kind: LineKind::Audio, mid: Some("0".into()), direction: OfferDirection::SendOnly, stopped: false });
+        assert_eq!(
+            lines[0],
+            MediaLine {
+                kind: LineKind::Audio,
+                mid: Some("0".into()),
+                direction: OfferDirection::SendOnly,
+                stopped: false
+            }
+        );
         assert_eq!(lines[1].direction, OfferDirection::RecvOnly);
         assert!(lines[2].stopped);
     }

@@ -21,7 +21,11 @@ pub struct RunningServer {
 impl RunningServer {
     /// The URL to open in a browser.
     pub fn url(&self) -> String {
-        let host = if self.http_addr.ip().is_unspecified() { "127.0.0.1".to_string() } else { self.http_addr.ip().to_string() };
+        let host = if self.http_addr.ip().is_unspecified() {
+            "127.0.0.1".to_string()
+        } else {
+            self.http_addr.ip().to_string()
+        };
         format!("http://{host}:{}/", self.http_addr.port())
     }
 
@@ -35,11 +39,17 @@ pub async fn start(config: &Config) -> anyhow::Result<RunningServer> {
     let ping_interval = Duration::from_secs(config.signaling.ping_interval_secs);
     let registry = Registry::new(
         engine.clone(),
-        RoomLimits { max_participants: config.signaling.max_participants_per_room, ping_interval },
+        RoomLimits {
+            max_participants: config.signaling.max_participants_per_room,
+            ping_interval,
+        },
     );
     let state = AppState {
         registry: registry.clone(),
-        session: SessionConfig { ping_interval, dead_after: Duration::from_secs(config.signaling.dead_after_secs) },
+        session: SessionConfig {
+            ping_interval,
+            dead_after: Duration::from_secs(config.signaling.dead_after_secs),
+        },
         max_message_bytes: config.signaling.max_message_bytes,
     };
     let listener = TcpListener::bind(config.http.listen)
@@ -52,5 +62,10 @@ pub async fn start(config: &Config) -> anyhow::Result<RunningServer> {
             tracing::error!(error = %e, "http server stopped");
         }
     });
-    Ok(RunningServer { http_addr, engine, registry, task })
+    Ok(RunningServer {
+        http_addr,
+        engine,
+        registry,
+        task,
+    })
 }

@@ -38,7 +38,10 @@ async fn websocket(ws: WebSocketUpgrade, State(state): State<AppState>) -> Respo
 }
 
 async fn healthz(State(state): State<AppState>) -> impl IntoResponse {
-    let body = format!("{{\"status\":\"ok\",\"rooms\":{}}}", state.registry.room_count());
+    let body = format!(
+        "{{\"status\":\"ok\",\"rooms\":{}}}",
+        state.registry.room_count()
+    );
     ([(header::CONTENT_TYPE, "application/json")], body)
 }
 
@@ -49,7 +52,10 @@ async fn static_file(uri: Uri) -> Response {
         Some(file) => {
             let mime = mime_guess::from_path(path).first_or_octet_stream();
             (
-                [(header::CONTENT_TYPE, mime.as_ref().to_string()), (header::CACHE_CONTROL, "no-cache".to_string())],
+                [
+                    (header::CONTENT_TYPE, mime.as_ref().to_string()),
+                    (header::CACHE_CONTROL, "no-cache".to_string()),
+                ],
                 file.data.into_owned(),
             )
                 .into_response()

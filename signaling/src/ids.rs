@@ -43,7 +43,9 @@ pub struct IdSource {
 
 impl IdSource {
     pub const fn new() -> Self {
-        Self { next: std::sync::atomic::AtomicU64::new(1) }
+        Self {
+            next: std::sync::atomic::AtomicU64::new(1),
+        }
     }
 
     pub fn next(&self) -> u64 {

@@ -53,7 +53,11 @@ pub enum MediaCommand {
         reply: Reply<String>,
     },
     /// Free everything the participant had in the engine.
-    RemoveParticipant { room: RoomId, participant: ParticipantId, reply: Reply<()> },
+    RemoveParticipant {
+        room: RoomId,
+        participant: ParticipantId,
+        reply: Reply<()>,
+    },
 }
 
 /// Happenings the engine reports to a room.

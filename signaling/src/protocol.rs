@@ -112,14 +112,34 @@ pub enum ServerMessage {
         participants: Vec<ParticipantInfo>,
         ping_interval_ms: u64,
     },
-    ParticipantJoined { participant: ParticipantInfo },
-    ParticipantLeft { participant_id: ParticipantId },
-    TrackPublished { participant_id: ParticipantId, track: TrackInfo },
-    TrackUnpublished { participant_id: ParticipantId, track_id: TrackId },
-    MuteChanged { participant_id: ParticipantId, track_id: TrackId, muted: bool },
-    Answer { sdp: String, published: Vec<PublishedEntry> },
+    ParticipantJoined {
+        participant: ParticipantInfo,
+    },
+    ParticipantLeft {
+        participant_id: ParticipantId,
+    },
+    TrackPublished {
+        participant_id: ParticipantId,
+        track: TrackInfo,
+    },
+    TrackUnpublished {
+        participant_id: ParticipantId,
+        track_id: TrackId,
+    },
+    MuteChanged {
+        participant_id: ParticipantId,
+        track_id: TrackId,
+        muted: bool,
+    },
+    Answer {
+        sdp: String,
+        published: Vec<PublishedEntry>,
+    },
     Ping {},
-    Error { code: ErrorCode, message: String },
+    Error {
+        code: ErrorCode,
+        message: String,
+    },
 }
 
 /// Stable error codes. Clients match on these; the message is for humans.
@@ -187,11 +207,17 @@ pub struct ProtocolError {
 
 impl ProtocolError {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        Self { code, message: message.into() }
+        Self {
+            code,
+            message: message.into(),
+        }
     }
 
     pub fn to_message(&self) -> ServerMessage {
-        ServerMessage::Error { code: self.code, message: self.message.clone() }
+        ServerMessage::Error {
+            code: self.code,
+            message: self.message.clone(),
+        }
     }
 }
 
@@ -224,7 +250,9 @@ impl ServerMessage {
 pub fn validate_room(room: &str) -> Result<(), ProtocolError> {
     let ok = !room.is_empty()
         && room.chars().count() <= 64
-        && room.chars().all(|c| c.is_alphanumeric() || matches!(c, '-' | '_' | '.'));
+        && room
+            .chars()
+            .all(|c| c.is_alphanumeric() || matches!(c, '-' | '_' | '.'));
     if ok {
         Ok(())
     } else {

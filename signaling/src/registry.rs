@@ -21,7 +21,12 @@ pub struct Registry {
 
 impl Registry {
     pub fn new(media: Arc<dyn MediaPlane>, limits: RoomLimits) -> Arc<Self> {
-        Arc::new(Self { rooms: Mutex::new(HashMap::new()), media, ids: Arc::new(IdSource::new()), limits })
+        Arc::new(Self {
+            rooms: Mutex::new(HashMap::new()),
+            media,
+            ids: Arc::new(IdSource::new()),
+            limits,
+        })
     }
 
     pub fn room_count(&self) -> usize {
@@ -39,17 +44,36 @@ impl Registry {
         let id = RoomId(self.ids.next());
         let (inbox, commands) = mpsc::channel(ROOM_INBOX);
         let (media_events, events) = mpsc::channel(ROOM_INBOX);
-        let room = Room::new(id, name.to_string(), self.limits.clone(), self.media.clone(), self.ids.clone(), media_events);
+        let room = Room::new(
+            id,
+            name.to_string(),
+            self.limits.clone(),
+            self.media.clone(),
+            self.ids.clone(),
+            media_events,
+        );
         let handle = RoomHandle { id, inbox };
         rooms.insert(name.to_string(), handle.clone());
-        tokio::spawn(run_room(self.clone(), name.to_string(), id, room, commands, events));
+        tokio::spawn(run_room(
+            self.clone(),
+            name.to_string(),
+            id,
+            room,
+            commands,
+            events,
+        ));
         info!(room = %id, "room started");
         handle
     }
 
     /// Called by a room task that became empty. Removes it only if no command
     /// is waiting, so a join that raced with the last leave is not lost.
-    fn try_retire(&self, name: &str, id: RoomId, commands: &mut mpsc::Receiver<RoomCommand>) -> bool {
+    fn try_retire(
+        &self,
+        name: &str,
+        id: RoomId,
+        commands: &mut mpsc::Receiver<RoomCommand>,
+    ) -> bool {
         let mut rooms = self.rooms.lock().expect("registry lock poisoned");
         if !commands.is_empty() {
             return false;

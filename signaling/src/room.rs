@@ -44,8 +44,14 @@ pub enum RoomCommand {
         publish: Vec<PublishEntry>,
         subscribe: Vec<SubscribeEntry>,
     },
-    Mute { participant: ParticipantId, source: TrackSource, muted: bool },
-    Leave { participant: ParticipantId },
+    Mute {
+        participant: ParticipantId,
+        source: TrackSource,
+        muted: bool,
+    },
+    Leave {
+        participant: ParticipantId,
+    },
     Media(MediaEvent),
 }
 
@@ -106,7 +112,15 @@ impl Room {
         ids: Arc<IdSource>,
         media_events: mpsc::Sender<MediaEvent>,
     ) -> Self {
-        Self { id, name, limits, members: BTreeMap::new(), media, ids, media_events }
+        Self {
+            id,
+            name,
+            limits,
+            members: BTreeMap::new(),
+            media,
+            ids,
+            media_events,
+        }
     }
 
     pub fn is_empty(&self) -> bool {
@@ -124,12 +138,21 @@ impl Room {
                 let result = self.join(name, out);
                 let _ = reply.send(result);
             }
-            RoomCommand::Offer { participant, sdp, publish, subscribe } => {
+            RoomCommand::Offer {
+                participant,
+                sdp,
+                publish,
+                subscribe,
+            } => {
                 if let Err(e) = self.offer(participant, sdp, publish, subscribe).await {
                     self.send(participant, e.to_message());
                 }
             }
-            RoomCommand::Mute { participant, source, muted } => self.mute(participant, source, muted),
+            RoomCommand::Mute {
+                participant,
+                source,
+                muted,
+            } => self.mute(participant, source, muted),
             RoomCommand::Leave { participant } => self.leave(participant),
             RoomCommand::Media(MediaEvent::Connected { participant }) => {
                 debug!(room = %self.id, %participant, "media connected");
@@ -154,11 +177,18 @@ impl Room {
         if self.members.len() >= self.limits.max_participants {
             return Err(ProtocolError::new(
                 ErrorCode::RoomFull,
-                format!("the room already has {} participants", self.limits.max_participants),
+                format!(
+                    "the room already has {} participants",
+                    self.limits.max_participants
+                ),
             ));
         }
         let id = ParticipantId(self.ids.next());
-        let member = Member { name, out, tracks: Vec::new() };
+        let member = Member {
+            name,
+            out,
+            tracks: Vec::new(),
+        };
         let joined = ServerMessage::Joined {
             v: PROTOCOL_VERSION,
             room: self.name.clone(),
@@ -166,7 +196,9 @@ impl Room {
             participants: self.members.iter().map(|(pid, m)| m.info(*pid)).collect(),
             ping_interval_ms: self.limits.ping_interval.as_millis() as u64,
         };
-        let announce = ServerMessage::ParticipantJoined { participant: member.info(id) };
+        let announce = ServerMessage::ParticipantJoined {
+            participant: member.info(id),
+        };
         self.members.insert(id, member);
         self.send(id, joined);
         self.broadcast_except(id, &announce);
@@ -200,7 +232,12 @@ impl Room {
             let muted = entry.muted;
             next_tracks.push(PublishedTrack {
                 mid: entry.mid.clone(),
-                info: TrackInfo { track_id, kind: entry.source.kind(), source: entry.source, muted },
+                info: TrackInfo {
+                    track_id,
+                    kind: entry.source.kind(),
+                    source: entry.source,
+                    muted,
+                },
             });
         }
 
@@ -216,7 +253,10 @@ impl Room {
                 ));
             }
             if owner.is_some() {
-                subs.push(Subscription { mid: entry.mid.clone(), track_id: entry.track_id });
+                subs.push(Subscription {
+                    mid: entry.mid.clone(),
+                    track_id: entry.track_id,
+                });
             }
         }
 
@@ -245,37 +285,69 @@ impl Room {
         };
 
         // The engine accepted: commit the new publication state and tell everyone.
-        let member = self.members.get_mut(&participant).expect("checked above; we own the map");
+        let member = self
+            .members
+            .get_mut(&participant)
+            .expect("checked above; we own the map");
         let before = std::mem::replace(&mut member.tracks, next_tracks);
         let after = member.tracks.clone();
         let published = after
             .iter()
-            .map(|t| PublishedEntry { mid: t.mid.clone(), track_id: t.info.track_id })
+            .map(|t| PublishedEntry {
+                mid: t.mid.clone(),
+                track_id: t.info.track_id,
+            })
             .collect();
-        self.send(participant, ServerMessage::Answer { sdp: answer, published });
-        for gone in before.iter().filter(|b| !after.iter().any(|a| a.info.track_id == b.info.track_id)) {
+        self.send(
+            participant,
+            ServerMessage::Answer {
+                sdp: answer,
+                published,
+            },
+        );
+        for gone in before
+            .iter()
+            .filter(|b| !after.iter().any(|a| a.info.track_id == b.info.track_id))
+        {
             self.broadcast_except(
                 participant,
-                &ServerMessage::TrackUnpublished { participant_id: participant, track_id: gone.info.track_id },
+                &ServerMessage::TrackUnpublished {
+                    participant_id: participant,
+                    track_id: gone.info.track_id,
+                },
             );
         }
-        for new in after.iter().filter(|a| !before.iter().any(|b| b.info.track_id == a.info.track_id)) {
+        for new in after
+            .iter()
+            .filter(|a| !before.iter().any(|b| b.info.track_id == a.info.track_id))
+        {
             self.broadcast_except(
                 participant,
-                &ServerMessage::TrackPublished { participant_id: participant, track: new.info.clone() },
+                &ServerMessage::TrackPublished {
+                    participant_id: participant,
+                    track: new.info.clone(),
+                },
             );
         }
         Ok(())
     }
 
     fn mute(&mut self, participant: ParticipantId, source: TrackSource, muted: bool) {
-        let Some(member) = self.members.get_mut(&participant) else { return };
-        let Some(track) = member.tracks.iter_mut().find(|t| t.info.source == source) else { return };
+        let Some(member) = self.members.get_mut(&participant) else {
+            return;
+        };
+        let Some(track) = member.tracks.iter_mut().find(|t| t.info.source == source) else {
+            return;
+        };
         if track.info.muted == muted {
             return;
         }
         track.info.muted = muted;
-        let msg = ServerMessage::MuteChanged { participant_id: participant, track_id: track.info.track_id, muted };
+        let msg = ServerMessage::MuteChanged {
+            participant_id: participant,
+            track_id: track.info.track_id,
+            muted,
+        };
         self.broadcast_except(participant, &msg);
     }
 
@@ -284,11 +356,20 @@ impl Room {
             return;
         }
         let (reply, _ignored) = oneshot::channel();
-        if let Err(e) = self.media.submit(MediaCommand::RemoveParticipant { room: self.id, participant, reply }) {
+        if let Err(e) = self.media.submit(MediaCommand::RemoveParticipant {
+            room: self.id,
+            participant,
+            reply,
+        }) {
             // The engine also frees a peer whose ICE times out, so this is not a leak.
             warn!(room = %self.id, %participant, error = %e, "could not queue media removal");
         }
-        self.broadcast_except(participant, &ServerMessage::ParticipantLeft { participant_id: participant });
+        self.broadcast_except(
+            participant,
+            &ServerMessage::ParticipantLeft {
+                participant_id: participant,
+            },
+        );
         info!(room = %self.id, %participant, count = self.members.len(), "participant left");
     }
 
@@ -302,7 +383,9 @@ impl Room {
     /// Queue a message for one participant. A full queue means the client is not
     /// reading; it is disconnected so the room never waits for it.
     fn send(&mut self, to: ParticipantId, msg: ServerMessage) {
-        let Some(member) = self.members.get(&to) else { return };
+        let Some(member) = self.members.get(&to) else {
+            return;
+        };
         if member.out.try_send(Outbound::Message(msg)).is_err() {
             warn!(room = %self.id, participant = %to, "outbound queue full or closed; disconnecting");
             self.leave(to);
@@ -310,7 +393,12 @@ impl Room {
     }
 
     fn broadcast_except(&mut self, except: ParticipantId, msg: &ServerMessage) {
-        let targets: Vec<ParticipantId> = self.members.keys().copied().filter(|p| *p != except).collect();
+        let targets: Vec<ParticipantId> = self
+            .members
+            .keys()
+            .copied()
+            .filter(|p| *p != except)
+            .collect();
         for to in targets {
             self.send(to, msg.clone());
         }
@@ -319,20 +407,33 @@ impl Room {
 
 fn media_error(e: MediaError) -> ProtocolError {
     match e {
-        MediaError::InvalidSdp(m) => ProtocolError::new(ErrorCode::InvalidOffer, format!("invalid SDP: {m}")),
+        MediaError::InvalidSdp(m) => {
+            ProtocolError::new(ErrorCode::InvalidOffer, format!("invalid SDP: {m}"))
+        }
         MediaError::Mismatch(m) => ProtocolError::new(ErrorCode::InvalidOffer, m),
-        MediaError::Busy => ProtocolError::new(ErrorCode::ServerBusy, "the media server is busy; try again"),
+        MediaError::Busy => {
+            ProtocolError::new(ErrorCode::ServerBusy, "the media server is busy; try again")
+        }
     }
 }
 
-fn check_unique_mids(publish: &[PublishEntry], subscribe: &[SubscribeEntry]) -> Result<(), ProtocolError> {
-    let mut mids: Vec<&str> =
-        publish.iter().map(|p| p.mid.as_str()).chain(subscribe.iter().map(|s| s.mid.as_str())).collect();
+fn check_unique_mids(
+    publish: &[PublishEntry],
+    subscribe: &[SubscribeEntry],
+) -> Result<(), ProtocolError> {
+    let mut mids: Vec<&str> = publish
+        .iter()
+        .map(|p| p.mid.as_str())
+        .chain(subscribe.iter().map(|s| s.mid.as_str()))
+        .collect();
     let n = mids.len();
     mids.sort_unstable();
     mids.dedup();
     if mids.len() != n {
-        return Err(ProtocolError::new(ErrorCode::InvalidOffer, "each mid may appear once in publish and subscribe"));
+        return Err(ProtocolError::new(
+            ErrorCode::InvalidOffer,
+            "each mid may appear once in publish and subscribe",
+        ));
     }
     Ok(())
 }

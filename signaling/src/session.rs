@@ -1,10 +1,13 @@
 //! One websocket connection: parses client messages, forwards them to the
 //! participant's room, writes the room's messages back, and enforces liveness.
 
-use crate::protocol::{validate_name, validate_room, ClientMessage, ErrorCode, ProtocolError, ServerMessage, PROTOCOL_VERSION};
+use crate::ids::ParticipantId;
+use crate::protocol::{
+    validate_name, validate_room, ClientMessage, ErrorCode, ProtocolError, ServerMessage,
+    PROTOCOL_VERSION,
+};
 use crate::registry::Registry;
 use crate::room::{Outbound, RoomCommand, RoomHandle};
-use crate::ids::ParticipantId;
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use futures_util::{SinkExt, StreamExt};
 use std::sync::Arc;
@@ -34,7 +37,8 @@ pub async fn run(socket: WebSocket, registry: Arc<Registry>, config: SessionConf
     let (out_tx, mut out_rx) = mpsc::channel::<Outbound>(OUTBOUND_QUEUE);
     let mut joined: Option<Joined> = None;
     let mut last_heard = Instant::now();
-    let mut ping = tokio::time::interval_at(Instant::now() + config.ping_interval, config.ping_interval);
+    let mut ping =
+        tokio::time::interval_at(Instant::now() + config.ping_interval, config.ping_interval);
 
     let close_with: Option<ProtocolError> = loop {
         tokio::select! {
@@ -82,12 +86,21 @@ pub async fn run(socket: WebSocket, registry: Arc<Registry>, config: SessionConf
     };
 
     if let Some(j) = joined.take() {
-        let _ = j.room.inbox.send(RoomCommand::Leave { participant: j.participant }).await;
+        let _ = j
+            .room
+            .inbox
+            .send(RoomCommand::Leave {
+                participant: j.participant,
+            })
+            .await;
     }
     if let Some(e) = close_with {
         let _ = send(&mut ws_tx, &e.to_message()).await;
         let _ = ws_tx
-            .send(Message::Close(Some(CloseFrame { code: 4000, reason: e.code.as_str().into() })))
+            .send(Message::Close(Some(CloseFrame {
+                code: 4000,
+                reason: e.code.as_str().into(),
+            })))
             .await;
     }
     let _ = ws_tx.close().await;
@@ -137,12 +150,28 @@ async fn handle_text(
     let participant = j.participant;
     let cmd = match msg {
         ClientMessage::Join { .. } => {
-            return Err(ProtocolError::new(ErrorCode::AlreadyJoined, "this connection has already joined a room"))
+            return Err(ProtocolError::new(
+                ErrorCode::AlreadyJoined,
+                "this connection has already joined a room",
+            ))
         }
         ClientMessage::Pong {} => return Ok(Flow::Continue),
         ClientMessage::Leave {} => return Ok(Flow::Leave),
-        ClientMessage::Offer { sdp, publish, subscribe } => RoomCommand::Offer { participant, sdp, publish, subscribe },
-        ClientMessage::Mute { source, muted } => RoomCommand::Mute { participant, source, muted },
+        ClientMessage::Offer {
+            sdp,
+            publish,
+            subscribe,
+        } => RoomCommand::Offer {
+            participant,
+            sdp,
+            publish,
+            subscribe,
+        },
+        ClientMessage::Mute { source, muted } => RoomCommand::Mute {
+            participant,
+            source,
+            muted,
+        },
     };
     j.room
         .inbox
@@ -162,15 +191,27 @@ async fn join(
     for _ in 0..3 {
         let handle = registry.get_or_start(room);
         let (reply, result) = oneshot::channel();
-        let cmd = RoomCommand::Join { name: name.clone(), out: out_tx.clone(), reply };
+        let cmd = RoomCommand::Join {
+            name: name.clone(),
+            out: out_tx.clone(),
+            reply,
+        };
         if handle.inbox.send(cmd).await.is_err() {
             continue;
         }
         match result.await {
-            Ok(Ok(participant)) => return Ok(Joined { room: handle, participant }),
+            Ok(Ok(participant)) => {
+                return Ok(Joined {
+                    room: handle,
+                    participant,
+                })
+            }
             Ok(Err(e)) => return Err(e),
             Err(_) => continue,
         }
     }
-    Err(ProtocolError::new(ErrorCode::ServerBusy, "could not join the room; try again"))
+    Err(ProtocolError::new(
+        ErrorCode::ServerBusy,
+        "could not join the room; try again",
+    ))
 }

@@ -45,16 +45,35 @@ impl Engine {
         let placement: Placement = Arc::new(Mutex::new(Default::default()));
         let mut shards = Vec::new();
         for index in 0..config.shards.max(1) {
-            let port = if config.udp_port == 0 { 0 } else { config.udp_port + index as u16 };
+            let port = if config.udp_port == 0 {
+                0
+            } else {
+                config.udp_port + index as u16
+            };
             let bind = SocketAddr::new(config.udp_bind, port);
             let socket = bind_udp(bind)?;
             let local = socket.local_addr()?;
             let advertised = SocketAddr::new(config.advertised_ip, local.port());
-            let wake_ip = if local.ip().is_unspecified() { IpAddr::V4(Ipv4Addr::LOCALHOST) } else { local.ip() };
+            let wake_ip = if local.ip().is_unspecified() {
+                IpAddr::V4(Ipv4Addr::LOCALHOST)
+            } else {
+                local.ip()
+            };
             let (tx, rx) = sync_channel(COMMAND_QUEUE);
             let stats = Arc::new(ShardStats::default());
-            let shard = Shard::new(index, socket, advertised, waker_addr, rx, cert.clone(), stats.clone(), placement.clone());
-            std::thread::Builder::new().name(format!("shard-{index}")).spawn(move || shard.run())?;
+            let shard = Shard::new(
+                index,
+                socket,
+                advertised,
+                waker_addr,
+                rx,
+                cert.clone(),
+                stats.clone(),
+                placement.clone(),
+            );
+            std::thread::Builder::new()
+                .name(format!("shard-{index}"))
+                .spawn(move || shard.run())?;
             shards.push(ShardHandle {
                 commands: tx,
                 wake_to: SocketAddr::new(wake_ip, local.port()),
@@ -62,7 +81,11 @@ impl Engine {
                 media_addr: advertised,
             });
         }
-        Ok(Arc::new(Self { shards, waker, placement }))
+        Ok(Arc::new(Self {
+            shards,
+            waker,
+            placement,
+        }))
     }
 
     /// The advertised media address of each shard.
@@ -84,7 +107,12 @@ impl Engine {
         }
         // Least loaded by rooms; a room never moves once placed.
         let i = (0..self.shards.len())
-            .min_by_key(|i| self.shards[*i].stats.rooms.load(std::sync::atomic::Ordering::Relaxed))
+            .min_by_key(|i| {
+                self.shards[*i]
+                    .stats
+                    .rooms
+                    .load(std::sync::atomic::Ordering::Relaxed)
+            })
             .expect("at least one shard");
         placement.insert(room, i);
         Some(i)
@@ -119,6 +147,8 @@ fn bind_udp(addr: SocketAddr) -> anyhow::Result<UdpSocket> {
     // Best effort: the kernel caps these at net.core.{r,w}mem_max.
     let _ = socket.set_recv_buffer_size(SOCKET_BUFFER_BYTES);
     let _ = socket.set_send_buffer_size(SOCKET_BUFFER_BYTES);
-    socket.bind(&addr.into()).map_err(|e| anyhow::anyhow!("cannot bind UDP {addr}: {e}"))?;
+    socket
+        .bind(&addr.into())
+        .map_err(|e| anyhow::anyhow!("cannot bind UDP {addr}: {e}"))?;
     Ok(socket.into())
 }

@@ -53,7 +53,9 @@ pub struct Peer {
 
 impl Peer {
     pub fn downtrack_by_mid(&self, mid: Mid) -> Option<usize> {
-        self.downtracks.iter().position(|d| d.as_ref().is_some_and(|d| d.mid == mid))
+        self.downtracks
+            .iter()
+            .position(|d| d.as_ref().is_some_and(|d| d.mid == mid))
     }
 
     /// Which track an incoming SSRC belongs to, asking str0m once per SSRC.
@@ -68,7 +70,10 @@ impl Peer {
     }
 
     pub fn inbound_mid(&self, track: TrackId) -> Option<Mid> {
-        self.inbound.iter().find(|i| i.track == track).map(|i| i.mid)
+        self.inbound
+            .iter()
+            .find(|i| i.track == track)
+            .map(|i| i.mid)
     }
 
     pub fn free_downtrack_slot(&mut self) -> usize {

@@ -53,7 +53,12 @@ pub struct MediaRoom {
 
 impl MediaRoom {
     pub fn new(id: RoomId) -> Self {
-        Self { id, peers: Vec::new(), tracks: Vec::new(), dirty: Vec::new() }
+        Self {
+            id,
+            peers: Vec::new(),
+            tracks: Vec::new(),
+            dirty: Vec::new(),
+        }
     }
 
     pub fn is_empty(&self) -> bool {
@@ -61,7 +66,9 @@ impl MediaRoom {
     }
 
     pub fn peer_slot(&self, participant: ParticipantId) -> Option<usize> {
-        self.peers.iter().position(|p| p.as_ref().is_some_and(|p| p.participant == participant))
+        self.peers
+            .iter()
+            .position(|p| p.as_ref().is_some_and(|p| p.participant == participant))
     }
 
     pub fn peer_mut(&mut self, slot: usize) -> Option<&mut Peer> {
@@ -69,7 +76,10 @@ impl MediaRoom {
     }
 
     pub fn peers(&self) -> impl Iterator<Item = (usize, &Peer)> {
-        self.peers.iter().enumerate().filter_map(|(i, p)| p.as_ref().map(|p| (i, p)))
+        self.peers
+            .iter()
+            .enumerate()
+            .filter_map(|(i, p)| p.as_ref().map(|p| (i, p)))
     }
 
     pub fn track_count(&self) -> usize {
@@ -89,8 +99,11 @@ impl MediaRoom {
         now: Instant,
     ) -> Result<(String, usize), MediaError> {
         let lines = sdp::media_lines(offer).map_err(|e| MediaError::InvalidSdp(e.0))?;
-        check_lines(&lines, publish, subscribe, |t| self.tracks.iter().find(|x| x.id == t).map(|x| x.kind))?;
-        let offer = SdpOffer::from_sdp_string(offer).map_err(|e| MediaError::InvalidSdp(e.to_string()))?;
+        check_lines(&lines, publish, subscribe, |t| {
+            self.tracks.iter().find(|x| x.id == t).map(|x| x.kind)
+        })?;
+        let offer =
+            SdpOffer::from_sdp_string(offer).map_err(|e| MediaError::InvalidSdp(e.to_string()))?;
 
         let (slot, is_new) = match self.peer_slot(participant) {
             Some(slot) => (slot, false),
@@ -128,7 +141,9 @@ impl MediaRoom {
             }
         };
 
-        let peer = self.peers[slot].as_mut().expect("slot was just filled or found");
+        let peer = self.peers[slot]
+            .as_mut()
+            .expect("slot was just filled or found");
         let answer = match peer.rtc.sdp_api().accept_offer(offer) {
             Ok(a) => a.to_sdp_string(),
             Err(e) => {
@@ -147,11 +162,19 @@ impl MediaRoom {
 
     fn apply_publications(&mut self, slot: usize, publish: &[Publication]) {
         let peer = self.peers[slot].as_mut().expect("caller checked");
-        let gone: Vec<TrackId> =
-            peer.inbound.iter().map(|i| i.track).filter(|t| !publish.iter().any(|p| p.track_id == *t)).collect();
+        let gone: Vec<TrackId> = peer
+            .inbound
+            .iter()
+            .map(|i| i.track)
+            .filter(|t| !publish.iter().any(|p| p.track_id == *t))
+            .collect();
         peer.inbound = publish
             .iter()
-            .map(|p| Inbound { mid: Mid::from(p.mid.as_str()), track: p.track_id, kind: p.kind })
+            .map(|p| Inbound {
+                mid: Mid::from(p.mid.as_str()),
+                track: p.track_id,
+                kind: p.kind,
+            })
             .collect();
         peer.ssrc_tracks.clear();
         for track in gone {
@@ -176,7 +199,9 @@ impl MediaRoom {
         let mut removed = Vec::new();
         for (i, d) in peer.downtracks.iter_mut().enumerate() {
             let keep = d.as_ref().is_some_and(|d| {
-                subscribe.iter().any(|s| s.mid == d.mid.to_string() && s.track_id == d.track)
+                subscribe
+                    .iter()
+                    .any(|s| s.mid == d.mid.to_string() && s.track_id == d.track)
             });
             if !keep {
                 if let Some(d) = d.take() {
@@ -188,7 +213,12 @@ impl MediaRoom {
         let mut old_mungers = Vec::new();
         for (i, track, mid, munger) in removed {
             if let Some(t) = self.tracks.iter_mut().find(|t| t.id == track) {
-                t.subscribers.retain(|r| *r != SubRef { peer: slot, slot: i });
+                t.subscribers.retain(|r| {
+                    *r != SubRef {
+                        peer: slot,
+                        slot: i,
+                    }
+                });
             }
             old_mungers.push((mid, munger));
         }
@@ -199,7 +229,9 @@ impl MediaRoom {
             if peer.downtrack_by_mid(mid).is_some() {
                 continue; // unchanged
             }
-            let Some(track) = self.tracks.iter_mut().find(|t| t.id == s.track_id) else { continue };
+            let Some(track) = self.tracks.iter_mut().find(|t| t.id == s.track_id) else {
+                continue;
+            };
             let clock_rate = match track.kind {
                 MediaKind::Audio => 48_000,
                 MediaKind::Video => 90_000,
@@ -215,9 +247,17 @@ impl MediaRoom {
                 None => Munger::new(clock_rate, fastrand::u16(1..0x7fff)),
             };
             let dt_slot = peer.free_downtrack_slot();
-            peer.downtracks[dt_slot] =
-                Some(DownTrack { mid, track: s.track_id, kind: track.kind, munger, pt_map: Vec::new() });
-            track.subscribers.push(SubRef { peer: slot, slot: dt_slot });
+            peer.downtracks[dt_slot] = Some(DownTrack {
+                mid,
+                track: s.track_id,
+                kind: track.kind,
+                munger,
+                pt_map: Vec::new(),
+            });
+            track.subscribers.push(SubRef {
+                peer: slot,
+                slot: dt_slot,
+            });
             if track.kind == MediaKind::Video {
                 if let Some(kind) = track.keyframes.request(KeyframeKind::Pli, now) {
                     let (owner, id) = (track.owner, track.id);
@@ -228,7 +268,9 @@ impl MediaRoom {
     }
 
     fn remove_track(&mut self, track: TrackId) {
-        let Some(pos) = self.tracks.iter().position(|t| t.id == track) else { return };
+        let Some(pos) = self.tracks.iter().position(|t| t.id == track) else {
+            return;
+        };
         let t = self.tracks.swap_remove(pos);
         for r in t.subscribers {
             if let Some(peer) = self.peers.get_mut(r.peer).and_then(Option::as_mut) {
@@ -251,8 +293,12 @@ impl MediaRoom {
     }
 
     fn request_keyframe_upstream(&mut self, owner: usize, track: TrackId, kind: KeyframeKind) {
-        let Some(peer) = self.peers.get_mut(owner).and_then(Option::as_mut) else { return };
-        let Some(mid) = peer.inbound_mid(track) else { return };
+        let Some(peer) = self.peers.get_mut(owner).and_then(Option::as_mut) else {
+            return;
+        };
+        let Some(mid) = peer.inbound_mid(track) else {
+            return;
+        };
         let kind = match kind {
             KeyframeKind::Pli => KeyframeRequestKind::Pli,
             KeyframeKind::Fir => KeyframeRequestKind::Fir,
@@ -270,9 +316,17 @@ impl MediaRoom {
     }
 
     /// Feed input to one peer and drain every peer it affected.
-    pub fn handle_input(&mut self, slot: usize, input: str0m::Input, socket: &UdpSocket, counters: &mut Counters) {
+    pub fn handle_input(
+        &mut self,
+        slot: usize,
+        input: str0m::Input,
+        socket: &UdpSocket,
+        counters: &mut Counters,
+    ) {
         let room = self.id;
-        let Some(peer) = self.peer_mut(slot) else { return };
+        let Some(peer) = self.peer_mut(slot) else {
+            return;
+        };
         if let Err(e) = peer.rtc.handle_input(input) {
             debug!(%room, participant = %peer.participant, error = %e, "peer rejected input");
             counters.drop(DropReason::Malformed);
@@ -285,7 +339,9 @@ impl MediaRoom {
     pub fn drain(&mut self, socket: &UdpSocket, counters: &mut Counters) {
         while let Some(slot) = self.dirty.pop() {
             loop {
-                let Some(peer) = self.peers.get_mut(slot).and_then(Option::as_mut) else { break };
+                let Some(peer) = self.peers.get_mut(slot).and_then(Option::as_mut) else {
+                    break;
+                };
                 if peer.failed {
                     break;
                 }
@@ -318,24 +374,37 @@ impl MediaRoom {
         match event {
             Event::RtpPacket(pkt) => self.forward(slot, pkt, counters),
             Event::KeyframeRequest(req) => {
-                let Some(peer) = self.peer_mut(slot) else { return };
-                let Some(dt) = peer.downtrack_by_mid(req.mid) else { return };
-                let track_id = peer.downtracks[dt].as_ref().expect("found by position").track;
+                let Some(peer) = self.peer_mut(slot) else {
+                    return;
+                };
+                let Some(dt) = peer.downtrack_by_mid(req.mid) else {
+                    return;
+                };
+                let track_id = peer.downtracks[dt]
+                    .as_ref()
+                    .expect("found by position")
+                    .track;
                 let kind = match req.kind {
                     KeyframeRequestKind::Pli => KeyframeKind::Pli,
                     KeyframeRequestKind::Fir => KeyframeKind::Fir,
                 };
                 let now = Instant::now();
-                let Some(track) = self.tracks.iter_mut().find(|t| t.id == track_id) else { return };
+                let Some(track) = self.tracks.iter_mut().find(|t| t.id == track_id) else {
+                    return;
+                };
                 if let Some(kind) = track.keyframes.request(kind, now) {
                     let owner = track.owner;
                     self.request_keyframe_upstream(owner, track_id, kind);
                 }
             }
             Event::Connected => {
-                let Some(peer) = self.peer_mut(slot) else { return };
+                let Some(peer) = self.peer_mut(slot) else {
+                    return;
+                };
                 peer.connected = true;
-                let _ = peer.events.try_send(MediaEvent::Connected { participant: peer.participant });
+                let _ = peer.events.try_send(MediaEvent::Connected {
+                    participant: peer.participant,
+                });
             }
             Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
                 if let Some(peer) = self.peer_mut(slot) {
@@ -355,12 +424,18 @@ impl MediaRoom {
     /// Runs inside the shard loop; the payload is shared, never copied.
     fn forward(&mut self, from: usize, pkt: RtpPacket, counters: &mut Counters) {
         counters.received_rtp += 1;
-        let Some(publisher) = self.peers.get_mut(from).and_then(Option::as_mut) else { return };
+        let Some(publisher) = self.peers.get_mut(from).and_then(Option::as_mut) else {
+            return;
+        };
         let Some(track_id) = publisher.track_for_ssrc(pkt.header.ssrc) else {
             counters.drop(DropReason::NotPublished);
             return;
         };
-        let pub_params = publisher.rtc.codec_config().find(|p| p.pt() == pkt.header.payload_type).copied();
+        let pub_params = publisher
+            .rtc
+            .codec_config()
+            .find(|p| p.pt() == pkt.header.payload_type)
+            .copied();
         let Some(track) = self.tracks.iter().find(|t| t.id == track_id) else {
             counters.drop(DropReason::NotPublished);
             return;
@@ -375,12 +450,21 @@ impl MediaRoom {
         };
         let in_seq = *pkt.seq_no;
         for r in &track.subscribers {
-            let Some(sub) = self.peers.get_mut(r.peer).and_then(Option::as_mut) else { continue };
-            let Some(dt) = sub.downtracks.get_mut(r.slot).and_then(Option::as_mut) else { continue };
-            let pt = match dt.pt_map.iter().find(|(from, _)| *from == pkt.header.payload_type) {
+            let Some(sub) = self.peers.get_mut(r.peer).and_then(Option::as_mut) else {
+                continue;
+            };
+            let Some(dt) = sub.downtracks.get_mut(r.slot).and_then(Option::as_mut) else {
+                continue;
+            };
+            let pt = match dt
+                .pt_map
+                .iter()
+                .find(|(from, _)| *from == pkt.header.payload_type)
+            {
                 Some((_, to)) => *to,
                 None => {
-                    let to = pub_params.and_then(|p| sub.rtc.codec_config().match_params(p).map(|m| m.pt()));
+                    let to = pub_params
+                        .and_then(|p| sub.rtc.codec_config().match_params(p).map(|m| m.pt()));
                     dt.pt_map.push((pkt.header.payload_type, to));
                     to
                 }
@@ -418,7 +502,9 @@ impl MediaRoom {
     /// Returns the earliest instant anything here needs attention again.
     pub fn tick(&mut self, now: Instant, socket: &UdpSocket, counters: &mut Counters) -> Instant {
         for slot in 0..self.peers.len() {
-            let Some(peer) = self.peers[slot].as_mut() else { continue };
+            let Some(peer) = self.peers[slot].as_mut() else {
+                continue;
+            };
             if !peer.connected && now.saturating_duration_since(peer.created_at) > CONNECT_TIMEOUT {
                 peer.failed = true;
             }
@@ -451,7 +537,10 @@ impl MediaRoom {
 
     /// Slots of peers that failed this turn.
     pub fn failed_peers(&self) -> Vec<usize> {
-        self.peers().filter(|(_, p)| p.failed || !p.rtc.is_alive()).map(|(i, _)| i).collect()
+        self.peers()
+            .filter(|(_, p)| p.failed || !p.rtc.is_alive())
+            .map(|(i, _)| i)
+            .collect()
     }
 }
 
@@ -464,10 +553,15 @@ fn check_lines(
 ) -> Result<(), MediaError> {
     let find = |mid: &str| lines.iter().find(|l| l.mid.as_deref() == Some(mid));
     let kind_ok = |l: &sdp::MediaLine, k: MediaKind| {
-        matches!((l.kind, k), (sdp::LineKind::Audio, MediaKind::Audio) | (sdp::LineKind::Video, MediaKind::Video))
+        matches!(
+            (l.kind, k),
+            (sdp::LineKind::Audio, MediaKind::Audio) | (sdp::LineKind::Video, MediaKind::Video)
+        )
     };
     for p in publish {
-        let l = find(&p.mid).ok_or_else(|| MediaError::Mismatch(format!("publish mid '{}' is not in the SDP", p.mid)))?;
+        let l = find(&p.mid).ok_or_else(|| {
+            MediaError::Mismatch(format!("publish mid '{}' is not in the SDP", p.mid))
+        })?;
         if !kind_ok(l, p.kind) || !l.direction.client_sends() || l.stopped {
             return Err(MediaError::Mismatch(format!(
                 "publish mid '{}' must be a sending {:?} m-line",
@@ -476,7 +570,9 @@ fn check_lines(
         }
     }
     for s in subscribe {
-        let l = find(&s.mid).ok_or_else(|| MediaError::Mismatch(format!("subscribe mid '{}' is not in the SDP", s.mid)))?;
+        let l = find(&s.mid).ok_or_else(|| {
+            MediaError::Mismatch(format!("subscribe mid '{}' is not in the SDP", s.mid))
+        })?;
         if let Some(k) = track_kind(s.track_id) {
             if !kind_ok(l, k) || !l.direction.client_receives() || l.stopped {
                 return Err(MediaError::Mismatch(format!(

@@ -122,7 +122,9 @@ impl Shard {
         self.counters.received_datagrams += 1;
         let data = &buf[..n];
         let target = if stun::is_stun(data) {
-            let found = stun::server_ufrag(data).and_then(|u| self.by_ufrag.get(u)).copied();
+            let found = stun::server_ufrag(data)
+                .and_then(|u| self.by_ufrag.get(u))
+                .copied();
             if let Some((room, slot)) = found {
                 // str0m checks the STUN integrity; we only learn where the peer is.
                 if self.by_addr.insert(source, (room, slot)).is_none() {
@@ -145,9 +147,16 @@ impl Shard {
         };
         let input = Input::Receive(
             Instant::now(),
-            Receive { proto: Protocol::Udp, source, destination: self.advertised, contents },
+            Receive {
+                proto: Protocol::Udp,
+                source,
+                destination: self.advertised,
+                contents,
+            },
         );
-        let Some(room) = self.rooms.get_mut(&room_id) else { return };
+        let Some(room) = self.rooms.get_mut(&room_id) else {
+            return;
+        };
         room.handle_input(slot, input, &self.socket, &mut self.counters);
         let next = room.next_deadline(Instant::now());
         self.next_deadline = self.next_deadline.min(next);
@@ -168,15 +177,39 @@ impl Shard {
 
     fn handle_command(&mut self, cmd: MediaCommand) {
         match cmd {
-            MediaCommand::Negotiate { room, participant, offer, publish, subscribe, events, reply } => {
+            MediaCommand::Negotiate {
+                room,
+                participant,
+                offer,
+                publish,
+                subscribe,
+                events,
+                reply,
+            } => {
                 let cert = self.cert.clone();
                 let build = move || build_rtc(cert.clone());
-                let setup = PeerSetup { rtc_config: &build, candidate: self.advertised };
-                let media_room = self.rooms.entry(room).or_insert_with(|| MediaRoom::new(room));
+                let setup = PeerSetup {
+                    rtc_config: &build,
+                    candidate: self.advertised,
+                };
+                let media_room = self
+                    .rooms
+                    .entry(room)
+                    .or_insert_with(|| MediaRoom::new(room));
                 let now = Instant::now();
-                let result = media_room.negotiate(participant, &offer, &publish, &subscribe, events, setup, now);
+                let result = media_room.negotiate(
+                    participant,
+                    &offer,
+                    &publish,
+                    &subscribe,
+                    events,
+                    setup,
+                    now,
+                );
                 let result = result.map(|(answer, slot)| {
-                    let peer = media_room.peer_mut(slot).expect("negotiate returned this slot");
+                    let peer = media_room
+                        .peer_mut(slot)
+                        .expect("negotiate returned this slot");
                     self.by_ufrag.insert(peer.ufrag.clone(), (room, slot));
                     answer
                 });
@@ -187,7 +220,11 @@ impl Shard {
                 }
                 let _ = reply.send(result);
             }
-            MediaCommand::RemoveParticipant { room, participant, reply } => {
+            MediaCommand::RemoveParticipant {
+                room,
+                participant,
+                reply,
+            } => {
                 let slot = self.rooms.get(&room).and_then(|r| r.peer_slot(participant));
                 if let Some(slot) = slot {
                     self.remove_peer(room, slot, false);
@@ -200,15 +237,21 @@ impl Shard {
 
     /// Free a peer and its demux entries. `failed`: tell its room it was lost.
     fn remove_peer(&mut self, room_id: RoomId, slot: usize, failed: bool) {
-        let Some(room) = self.rooms.get_mut(&room_id) else { return };
-        let Some(peer) = room.remove_peer(slot) else { return };
+        let Some(room) = self.rooms.get_mut(&room_id) else {
+            return;
+        };
+        let Some(peer) = room.remove_peer(slot) else {
+            return;
+        };
         self.by_ufrag.remove(&peer.ufrag);
         for a in &peer.addrs {
             self.by_addr.remove(a);
         }
         if failed {
             warn!(room = %room_id, participant = %peer.participant, "media connection lost");
-            let _ = peer.events.try_send(MediaEvent::Failed { participant: peer.participant });
+            let _ = peer.events.try_send(MediaEvent::Failed {
+                participant: peer.participant,
+            });
         }
         room.drain(&self.socket, &mut self.counters);
         if room.is_empty() {
@@ -219,7 +262,10 @@ impl Shard {
 
     fn retire_room(&mut self, room: RoomId) {
         self.rooms.remove(&room);
-        self.placement.lock().expect("placement lock poisoned").remove(&room);
+        self.placement
+            .lock()
+            .expect("placement lock poisoned")
+            .remove(&room);
     }
 
     fn publish_gauges(&self) {

@@ -1,0 +1,154 @@
+// Bootstrap: the join screen, invite links (/?room=R&name=N[&lang=en]), and
+// wiring the meeting's events to the grid and the controls.
+import { setLang, getLang, t } from './i18n.js';
+import { Meeting } from './meeting.js';
+import { Grid } from './grid.js';
+
+const $ = (id) => document.getElementById(id);
+const params = new URLSearchParams(location.search);
+setLang(params.get('lang') || localStorage.getItem('lang') || 'vi');
+
+const grid = new Grid($('grid'), (key) => {
+  if (meeting && meeting.metrics.firstRemoteFrameAt === null) meeting.metrics.firstRemoteFrameAt = performance.now();
+});
+let meeting = null;
+
+function status(text) {
+  $('status').textContent = text;
+}
+
+function refreshControls() {
+  const mic = meeting?.local.get('microphone');
+  const cam = meeting?.local.get('camera');
+  $('mic').textContent = mic?.muted ? t('unmuteMic') : t('muteMic');
+  $('mic').classList.toggle('on', !!mic?.muted);
+  $('cam').textContent = cam?.muted ? t('cameraOn') : t('cameraOff');
+  $('cam').classList.toggle('on', !!cam?.muted);
+  $('share').textContent = meeting?.local.has('screen') ? t('stopShare') : t('share');
+  $('lang').textContent = t('language');
+  if (meeting) {
+    grid.setFlags('local', { micMuted: !!mic?.muted, camOff: !!cam?.muted });
+  }
+}
+
+function remoteKey(r) {
+  return r.info.source === 'screen' ? `screen-${r.info.track_id}` : `p-${r.participantId}`;
+}
+
+function applyRemoteFlags(participantId) {
+  const p = meeting.participants.get(participantId);
+  if (!p) return;
+  const tracks = [...p.tracks.values()];
+  const mic = tracks.find((x) => x.source === 'microphone');
+  const cam = tracks.find((x) => x.source === 'camera');
+  grid.setFlags(`p-${participantId}`, { micMuted: !mic || mic.muted, camOff: !cam || cam.muted });
+}
+
+async function join(room, name) {
+  $('join-form').hidden = true;
+  $('meeting').hidden = false;
+  status(t('connecting'));
+  let localStream = null;
+  try {
+    localStream = await navigator.mediaDevices.getUserMedia({ audio: true, video: { width: 1280, height: 720 } });
+  } catch (e) {
+    status(t('noMedia', { err: e.name }));
+  }
+  meeting = new Meeting({ room, name, localStream });
+  window.sfuClient = { meeting, grid };
+  const local = grid.tile('local', `${name} (${t('you')})`, { local: true });
+  if (localStream) {
+    local.querySelector('video').srcObject = localStream;
+  }
+  meeting.addEventListener('joined', () => { status(t('participants', { n: meeting.participants.size + 1 })); refreshControls(); });
+  meeting.addEventListener('connection', (e) => { if (e.detail === 'connected') status(t('connected')); });
+  meeting.addEventListener('participant-joined', (e) => {
+    const p = e.detail;
+    grid.tile(`p-${p.participant_id}`, p.name);
+    applyRemoteFlags(p.participant_id);
+  });
+  meeting.addEventListener('participant-left', (e) => {
+    grid.remove(`p-${e.detail}`);
+    for (const key of grid.keys()) {
+      if (key.startsWith('screen-') && !meeting.remote.has(Number(key.slice(7)))) grid.remove(key);
+    }
+  });
+  meeting.addEventListener('remote-added', (e) => {
+    const r = e.detail;
+    const owner = meeting.participants.get(r.participantId);
+    if (r.info.source === 'screen') grid.tile(remoteKey(r), t('screenOf', { name: owner?.name ?? '' }), { screen: true });
+    grid.setTrack(remoteKey(r), r.transceiver.receiver.track);
+    applyRemoteFlags(r.participantId);
+  });
+  meeting.addEventListener('remote-removed', (e) => {
+    const r = e.detail;
+    if (r.info.source === 'screen') grid.remove(remoteKey(r));
+    applyRemoteFlags(r.participantId);
+  });
+  meeting.addEventListener('remote-changed', (e) => applyRemoteFlags(e.detail.participantId));
+  meeting.addEventListener('server-error', (e) => status(t(`error_${e.detail.code}`) || e.detail.message));
+  meeting.addEventListener('closed', () => {
+    if (meeting && !meeting.leaving) status(t('disconnected'));
+  });
+}
+
+function leave() {
+  if (!meeting) return;
+  meeting.leaving = true;
+  meeting.leave();
+  meeting = null;
+  grid.clear();
+  $('meeting').hidden = true;
+  showForm(t('left'));
+}
+
+function showForm(message = '') {
+  $('join-form').hidden = false;
+  $('join-error').textContent = message;
+  $('room').value = params.get('room') || $('room').value;
+  $('name').value = params.get('name') || $('name').value;
+}
+
+$('join-form').addEventListener('submit', (e) => {
+  e.preventDefault();
+  const room = $('room').value.trim();
+  const name = $('name').value.trim();
+  history.replaceState(null, '', `?room=${encodeURIComponent(room)}&name=${encodeURIComponent(name)}${getLang() === 'en' ? '&lang=en' : ''}`);
+  join(room, name);
+});
+$('mic').addEventListener('click', () => {
+  const l = meeting?.local.get('microphone');
+  if (l) { meeting.setMuted('microphone', !l.muted); refreshControls(); }
+});
+$('cam').addEventListener('click', () => {
+  const l = meeting?.local.get('camera');
+  if (l) { meeting.setMuted('camera', !l.muted); refreshControls(); }
+});
+$('share').addEventListener('click', async () => {
+  if (!meeting) return;
+  if (meeting.local.has('screen')) {
+    await meeting.stopScreenShare();
+  } else {
+    try {
+      const stream = await navigator.mediaDevices.getDisplayMedia({ video: true, audio: false });
+      await meeting.startScreenShare(stream.getVideoTracks()[0]);
+    } catch (e) {
+      status(t('noMedia', { err: e.name }));
+    }
+  }
+  refreshControls();
+});
+$('leave').addEventListener('click', leave);
+$('lang').addEventListener('click', () => {
+  const next = getLang() === 'vi' ? 'en' : 'vi';
+  localStorage.setItem('lang', next);
+  setLang(next);
+  refreshControls();
+});
+
+refreshControls();
+if (params.get('room') && params.get('name')) {
+  join(params.get('room'), params.get('name'));
+} else {
+  showForm();
+}

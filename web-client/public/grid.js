@@ -1,0 +1,75 @@
+// The participant grid: one tile per remote participant's camera (with their
+// microphone), one per screen share, and the local preview.
+import { t } from './i18n.js';
+
+export class Grid {
+  constructor(el, onFirstFrame) {
+    this.el = el;
+    this.tiles = new Map(); // key -> tile element
+    this.onFirstFrame = onFirstFrame;
+  }
+
+  tile(key, label, { screen = false, local = false } = {}) {
+    let tile = this.tiles.get(key);
+    if (tile) return tile;
+    tile = document.createElement('div');
+    tile.className = 'tile' + (screen ? ' screen' : '') + (local ? ' local' : '');
+    tile.dataset.key = key;
+    const video = document.createElement('video');
+    video.autoplay = true;
+    video.playsInline = true;
+    video.muted = true; // sound plays through the <audio> element
+    const audio = document.createElement('audio');
+    audio.autoplay = true;
+    const lab = document.createElement('div');
+    lab.className = 'label';
+    const nameEl = document.createElement('span');
+    nameEl.className = 'name';
+    nameEl.textContent = label;
+    const mic = document.createElement('span');
+    mic.className = 'badge mic';
+    mic.title = t('micMuted');
+    mic.textContent = '🔇';
+    const cam = document.createElement('span');
+    cam.className = 'badge cam';
+    cam.title = t('camOff');
+    cam.textContent = '📷✕';
+    lab.append(nameEl, mic, cam);
+    tile.append(video, audio, lab);
+    this.el.append(tile);
+    this.tiles.set(key, tile);
+    if (!local && 'requestVideoFrameCallback' in video) {
+      video.requestVideoFrameCallback(() => this.onFirstFrame?.(key));
+    }
+    return tile;
+  }
+
+  setTrack(key, track) {
+    const tile = this.tiles.get(key);
+    if (!tile) return;
+    const el = track.kind === 'video' ? tile.querySelector('video') : tile.querySelector('audio');
+    el.srcObject = new MediaStream([track]);
+    el.play?.().catch(() => {});
+  }
+
+  setFlags(key, { micMuted, camOff }) {
+    const tile = this.tiles.get(key);
+    if (!tile) return;
+    if (micMuted !== undefined) tile.classList.toggle('mic-muted', micMuted);
+    if (camOff !== undefined) tile.classList.toggle('cam-off', camOff);
+  }
+
+  remove(key) {
+    this.tiles.get(key)?.remove();
+    this.tiles.delete(key);
+  }
+
+  clear() {
+    for (const key of [...this.tiles.keys()]) this.remove(key);
+  }
+
+  /// Keys of the tiles on screen, for tests and the participant count.
+  keys() {
+    return [...this.tiles.keys()];
+  }
+}

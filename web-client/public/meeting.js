@@ -1,0 +1,192 @@
+// One meeting: the websocket, the single bundled RTCPeerConnection, and the
+// state of who publishes what. The client is always the SDP offerer; each
+// offer lists every m-line it publishes on and every m-line it receives on.
+import { Signaling, signalingUrl, PROTOCOL_VERSION } from './signaling.js';
+
+export class Meeting extends EventTarget {
+  constructor({ room, name, localStream }) {
+    super();
+    this.room = room;
+    this.name = name;
+    this.localStream = localStream;
+    this.participantId = null;
+    this.participants = new Map(); // id -> { name, tracks: Map(trackId -> info) }
+    this.remote = new Map();       // trackId -> { participantId, info, transceiver }
+    this.local = new Map();        // source -> { transceiver, track, muted }
+    this.negotiating = false;
+    this.renegotiate = false;
+    this.metrics = { wsOpenAt: null, joinedAt: null, firstRemoteFrameAt: null };
+    this.pc = new RTCPeerConnection({ bundlePolicy: 'max-bundle', rtcpMuxPolicy: 'require' });
+    this.pc.addEventListener('connectionstatechange', () => this.emit('connection', this.pc.connectionState));
+    this.sig = new Signaling(signalingUrl());
+    this.sig.addEventListener('open', () => {
+      this.metrics.wsOpenAt = performance.now();
+      this.sig.send({ type: 'join', v: PROTOCOL_VERSION, room, name });
+    });
+    this.sig.addEventListener('message', (e) => this.onMessage(e.detail));
+    this.sig.addEventListener('close', (e) => this.emit('closed', e.detail));
+  }
+
+  emit(type, detail) {
+    this.dispatchEvent(new CustomEvent(type, { detail }));
+  }
+
+  onMessage(msg) {
+    switch (msg.type) {
+      case 'joined':
+        this.metrics.joinedAt = performance.now();
+        this.participantId = msg.participant_id;
+        for (const p of msg.participants) this.addParticipant(p);
+        this.publishInitial();
+        for (const p of msg.participants) for (const t of p.tracks) this.subscribe(p.participant_id, t);
+        this.emit('joined', msg);
+        this.negotiate();
+        break;
+      case 'participant_joined':
+        this.addParticipant(msg.participant);
+        for (const t of msg.participant.tracks) this.subscribe(msg.participant.participant_id, t);
+        this.negotiate();
+        break;
+      case 'participant_left': {
+        const p = this.participants.get(msg.participant_id);
+        if (p) for (const trackId of p.tracks.keys()) this.unsubscribe(trackId);
+        this.participants.delete(msg.participant_id);
+        this.emit('participant-left', msg.participant_id);
+        this.negotiate();
+        break;
+      }
+      case 'track_published':
+        this.participants.get(msg.participant_id)?.tracks.set(msg.track.track_id, msg.track);
+        this.subscribe(msg.participant_id, msg.track);
+        this.negotiate();
+        break;
+      case 'track_unpublished':
+        this.participants.get(msg.participant_id)?.tracks.delete(msg.track_id);
+        this.unsubscribe(msg.track_id);
+        this.negotiate();
+        break;
+      case 'mute_changed': {
+        const r = this.remote.get(msg.track_id);
+        if (r) { r.info.muted = msg.muted; this.emit('remote-changed', r); }
+        break;
+      }
+      case 'answer':
+        this.onAnswer(msg);
+        break;
+      case 'error':
+        this.emit('server-error', msg);
+        break;
+    }
+  }
+
+  addParticipant(p) {
+    this.participants.set(p.participant_id, { name: p.name, tracks: new Map(p.tracks.map((t) => [t.track_id, t])) });
+    this.emit('participant-joined', p);
+  }
+
+  publishInitial() {
+    const audio = this.localStream?.getAudioTracks()[0];
+    const video = this.localStream?.getVideoTracks()[0];
+    if (audio) this.addLocal('microphone', audio);
+    if (video) this.addLocal('camera', video);
+  }
+
+  addLocal(source, track) {
+    const transceiver = this.pc.addTransceiver(track, { direction: 'sendonly', streams: [] });
+    this.local.set(source, { transceiver, track, muted: !track.enabled });
+    return transceiver;
+  }
+
+  subscribe(participantId, info) {
+    if (this.remote.has(info.track_id)) return;
+    // Reuse an idle receive m-line of the same kind before adding a new one.
+    const used = new Set([...this.remote.values()].map((r) => r.transceiver));
+    const localT = new Set([...this.local.values()].map((l) => l.transceiver));
+    let transceiver = this.pc.getTransceivers().find((t) =>
+      !used.has(t) && !localT.has(t) && t.direction === 'inactive' && t.receiver.track.kind === info.kind && !t.stopped);
+    if (transceiver) transceiver.direction = 'recvonly';
+    else transceiver = this.pc.addTransceiver(info.kind, { direction: 'recvonly' });
+    const r = { participantId, info, transceiver };
+    this.remote.set(info.track_id, r);
+    this.emit('remote-added', r);
+  }
+
+  unsubscribe(trackId) {
+    const r = this.remote.get(trackId);
+    if (!r) return;
+    this.remote.delete(trackId);
+    r.transceiver.direction = 'inactive';
+    this.emit('remote-removed', r);
+  }
+
+  // One offer in flight at a time; changes meanwhile trigger one more round.
+  async negotiate() {
+    if (this.negotiating) { this.renegotiate = true; return; }
+    this.negotiating = true;
+    try {
+      const offer = await this.pc.createOffer();
+      await this.pc.setLocalDescription(offer);
+      const publish = [];
+      for (const [source, l] of this.local) {
+        if (l.transceiver.mid && l.transceiver.direction === 'sendonly') publish.push({ mid: l.transceiver.mid, source, muted: l.muted });
+      }
+      const subscribe = [];
+      for (const [trackId, r] of this.remote) {
+        if (r.transceiver.mid) subscribe.push({ mid: r.transceiver.mid, track_id: trackId });
+      }
+      this.sig.send({ type: 'offer', sdp: this.pc.localDescription.sdp, publish, subscribe });
+    } catch (e) {
+      this.negotiating = false;
+      this.emit('server-error', { code: 'internal', message: String(e) });
+    }
+  }
+
+  async onAnswer(msg) {
+    try {
+      await this.pc.setRemoteDescription({ type: 'answer', sdp: msg.sdp });
+    } catch (e) {
+      this.emit('server-error', { code: 'invalid_offer', message: String(e) });
+    }
+    this.negotiating = false;
+    if (this.renegotiate) { this.renegotiate = false; this.negotiate(); }
+  }
+
+  setMuted(source, muted) {
+    const l = this.local.get(source);
+    if (!l) return;
+    l.muted = muted;
+    l.track.enabled = !muted;
+    this.sig.send({ type: 'mute', source, muted });
+  }
+
+  async startScreenShare(track) {
+    if (this.local.has('screen')) return;
+    const existing = this.pc.getTransceivers().find((t) => t.direction === 'inactive' && t.sender.track === null && t.receiver.track.kind === 'video' && ![...this.remote.values()].some((r) => r.transceiver === t) && ![...this.local.values()].some((l) => l.transceiver === t));
+    if (existing) {
+      await existing.sender.replaceTrack(track);
+      existing.direction = 'sendonly';
+      this.local.set('screen', { transceiver: existing, track, muted: false });
+    } else {
+      this.addLocal('screen', track);
+    }
+    track.addEventListener('ended', () => this.stopScreenShare());
+    this.negotiate();
+  }
+
+  async stopScreenShare() {
+    const l = this.local.get('screen');
+    if (!l) return;
+    this.local.delete('screen');
+    l.track.stop();
+    await l.transceiver.sender.replaceTrack(null);
+    l.transceiver.direction = 'inactive';
+    this.negotiate();
+  }
+
+  leave() {
+    this.sig.send({ type: 'leave' });
+    this.sig.close();
+    this.pc.close();
+    for (const l of this.local.values()) l.track.stop();
+  }
+}

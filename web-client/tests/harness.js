@@ -1,0 +1,72 @@
+// Shared pieces of the browser tests: start the real `sfu` binary on free
+// ports, and launch Debian's Chromium with fake camera/microphone.
+import { spawn } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { chromium } from 'playwright-core';
+
+const ROOT = resolve(import.meta.dirname, '../..');
+
+export async function startServer(extraToml = '') {
+  const dir = mkdtempSync(join(tmpdir(), 'sfu-e2e-'));
+  const config = join(dir, 'config.toml');
+  writeFileSync(config, `log_level = "info"\n[http]\nlisten = "127.0.0.1:0"\n[media]\nudp_port = 0\n${extraToml}`);
+  const bin = process.env.SFU_BIN || join(ROOT, 'target/debug/sfu');
+  const proc = spawn(bin, ['--config', config], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let log = '';
+  proc.stderr.on('data', (d) => { log += d; });
+  const url = await new Promise((resolveUrl, reject) => {
+    let out = '';
+    const timer = setTimeout(() => reject(new Error(`server did not start:\n${out}\n${log}`)), 20000);
+    proc.stdout.on('data', (d) => {
+      out += d;
+      const m = out.match(/Open (http:\/\/\S+\/)\?/);
+      if (m) { clearTimeout(timer); resolveUrl(m[1]); }
+    });
+    proc.on('exit', (code) => reject(new Error(`server exited with ${code}:\n${out}\n${log}`)));
+  });
+  return { url, proc, log: () => log, stop: () => proc.kill('SIGKILL') };
+}
+
+export async function launchBrowser() {
+  // playwright gives every launch a fresh, temporary profile directory.
+  return chromium.launch({
+    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+    headless: true,
+    args: [
+      '--no-sandbox', '--disable-gpu',
+      '--use-fake-device-for-media-stream', '--use-fake-ui-for-media-stream',
+      '--auto-select-desktop-capture-source=Entire screen', '--auto-accept-this-tab-capture',
+      '--disable-background-networking', '--disable-component-update', '--disable-sync',
+      '--no-first-run', '--disable-quic', '--allow-loopback-in-peer-connection',
+      '--autoplay-policy=no-user-gesture-required',
+    ],
+  });
+}
+
+/// Inbound RTP stats of a page's peer connection, by kind.
+export async function inbound(page) {
+  return page.evaluate(async () => {
+    const pc = window.sfuClient?.meeting?.pc;
+    if (!pc) return [];
+    const out = [];
+    (await pc.getStats()).forEach((s) => {
+      if (s.type === 'inbound-rtp') {
+        out.push({ kind: s.kind, mid: s.mid, ssrc: s.ssrc, framesDecoded: s.framesDecoded ?? 0, packetsReceived: s.packetsReceived ?? 0, totalAudioEnergy: s.totalAudioEnergy ?? 0 });
+      }
+    });
+    return out;
+  });
+}
+
+export async function waitFor(what, fn, timeoutMs = 20000, everyMs = 200) {
+  const end = Date.now() + timeoutMs;
+  let last;
+  while (Date.now() < end) {
+    last = await fn();
+    if (last) return last;
+    await new Promise((r) => setTimeout(r, everyMs));
+  }
+  throw new Error(`timed out waiting for ${what}`);
+}

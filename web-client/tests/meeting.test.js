@@ -1,0 +1,74 @@
+// Two Chromium pages open invite links to one room, see and hear each other,
+// one shares its screen, then one leaves. Everything goes through the real
+// server: websocket signaling, ICE-lite, DTLS-SRTP, the shard's forwarding.
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { startServer, launchBrowser, inbound, waitFor } from './harness.js';
+
+const server = await startServer();
+const browser = await launchBrowser();
+after(async () => { await browser.close(); server.stop(); });
+
+async function videosDecoding(page, count) {
+  const first = (await inbound(page)).filter((s) => s.kind === 'video' && s.framesDecoded > 0);
+  if (first.length < count) return false;
+  await new Promise((r) => setTimeout(r, 600));
+  const second = await inbound(page);
+  // Every stream counted must still be decoding.
+  const growing = first.filter((a) => second.some((b) => b.ssrc === a.ssrc && b.framesDecoded > a.framesDecoded));
+  return growing.length >= count ? second : false;
+}
+
+async function hearing(page) {
+  const audio = (await inbound(page)).filter((s) => s.kind === 'audio');
+  return audio.some((s) => s.packetsReceived > 0 && s.totalAudioEnergy > 0) ? audio : false;
+}
+
+test('two invite links meet, share a screen, and one leaves', async (t) => {
+  const ctx = await browser.newContext();
+  const a = await ctx.newPage();
+  const b = await ctx.newPage();
+  a.on('pageerror', (e) => console.error('page A error:', e));
+  b.on('pageerror', (e) => console.error('page B error:', e));
+  await a.goto(`${server.url}?room=giao-ban&name=${encodeURIComponent('Sở Y tế')}`);
+  await waitFor('A joined', () => a.evaluate(() => window.sfuClient?.meeting?.participantId));
+  await b.goto(`${server.url}?room=giao-ban&name=${encodeURIComponent('Huyện Bình Minh')}`);
+
+  await t.test('each decodes the other\'s video and hears its audio', async () => {
+    await waitFor('A decodes B', () => videosDecoding(a, 1));
+    await waitFor('B decodes A', () => videosDecoding(b, 1));
+    await waitFor('A hears B', () => hearing(a));
+    await waitFor('B hears A', () => hearing(b));
+    const labelOnB = await b.locator('.tile:not(.local) .name').first().textContent();
+    assert.equal(labelOnB, 'Sở Y tế');
+    const labelOnA = await a.locator('.tile:not(.local) .name').first().textContent();
+    assert.equal(labelOnA, 'Huyện Bình Minh');
+    const joinMs = await waitFor('B first frame time', () =>
+      b.evaluate(() => {
+        const m = window.sfuClient.meeting.metrics;
+        return m.firstRemoteFrameAt === null ? null : m.firstRemoteFrameAt - m.wsOpenAt;
+      }));
+    console.log(`JOIN_TO_FIRST_FRAME_MS ${joinMs.toFixed(0)}`);
+  });
+
+  await t.test('mute shows an indicator on the other side', async () => {
+    await a.click('#mic');
+    await waitFor('B sees A muted', () => b.locator('.tile.mic-muted').count());
+    await a.click('#mic');
+    await waitFor('B sees A unmuted', async () => (await b.locator('.tile.mic-muted').count()) === 0);
+  });
+
+  await t.test('a screen share arrives as a second video', async () => {
+    await a.click('#share');
+    await waitFor('B decodes two videos', () => videosDecoding(b, 2), 25000);
+    await waitFor('B shows a screen tile', () => b.locator('.tile.screen').count());
+  });
+
+  await t.test('when A leaves, B\'s grid drops A', async () => {
+    const before = await b.locator('.tile:not(.local)').count();
+    assert.ok(before >= 2, `B shows A's camera and screen (${before} tiles)`);
+    await a.click('#leave');
+    await waitFor('B grid updated', async () => (await b.locator('.tile:not(.local)').count()) === 0);
+  });
+  await ctx.close();
+});
