@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# The whole test suite: Rust unit and integration tests, then the browser
+# end-to-end tests in Debian's Chromium inside a loopback-only network namespace.
+# Needs: cargo, node/npm, /usr/bin/chromium, and root (for `unshare -n`).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+cargo build -j 2 --workspace --bins
+cargo test -j 2 --workspace
+
+cd web-client
+[ -d node_modules/playwright-core ] || npm ci --no-audit --no-fund
+# Only `lo` exists inside the namespace, so Chromium gathers 127.0.0.1 and no
+# packet can leave the machine.
+unshare -n sh -c 'ip link set lo up && exec node --test tests/'
