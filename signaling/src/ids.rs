@@ -35,7 +35,7 @@ id_type!(
     TrackId, "t"
 );
 
-/// Hands out ids from one counter per id kind.
+/// Hands out ids. One counter serves every id kind, so ids never repeat across kinds either.
 #[derive(Debug, Default)]
 pub struct IdSource {
     next: std::sync::atomic::AtomicU64,

@@ -160,8 +160,6 @@ pub enum ErrorCode {
     InvalidName,
     /// The offer's SDP could not be parsed or does not match the publish/subscribe lists.
     InvalidOffer,
-    /// A subscribe entry names a track that does not exist in this room.
-    UnknownTrack,
     /// The message is larger than the server accepts.
     MessageTooLarge,
     /// The room has reached its participant limit.
@@ -172,6 +170,8 @@ pub enum ErrorCode {
     Timeout,
     /// The media connection failed (ICE or DTLS did not complete, or was lost).
     MediaFailed,
+    /// The client did not read its messages fast enough and was removed from the room.
+    TooSlow,
     /// A bug on the server. The message says no more than that.
     Internal,
 }
@@ -186,12 +186,12 @@ impl ErrorCode {
             ErrorCode::InvalidRoom => "invalid_room",
             ErrorCode::InvalidName => "invalid_name",
             ErrorCode::InvalidOffer => "invalid_offer",
-            ErrorCode::UnknownTrack => "unknown_track",
             ErrorCode::MessageTooLarge => "message_too_large",
             ErrorCode::RoomFull => "room_full",
             ErrorCode::ServerBusy => "server_busy",
             ErrorCode::Timeout => "timeout",
             ErrorCode::MediaFailed => "media_failed",
+            ErrorCode::TooSlow => "too_slow",
             ErrorCode::Internal => "internal",
         }
     }

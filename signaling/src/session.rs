@@ -34,7 +34,10 @@ struct Joined {
 
 pub async fn run(socket: WebSocket, registry: Arc<Registry>, config: SessionConfig) {
     let (mut ws_tx, mut ws_rx) = socket.split();
+    // The session holds its own sender only until it has joined: afterwards the
+    // room holds the only one, so a room that drops us closes `out_rx`.
     let (out_tx, mut out_rx) = mpsc::channel::<Outbound>(OUTBOUND_QUEUE);
+    let mut out_tx = Some(out_tx);
     let mut joined: Option<Joined> = None;
     let mut last_heard = Instant::now();
     let mut ping =
@@ -60,7 +63,7 @@ pub async fn run(socket: WebSocket, registry: Arc<Registry>, config: SessionConf
                     }
                 };
                 last_heard = Instant::now();
-                match handle_text(&text, &registry, &out_tx, &mut joined).await {
+                match handle_text(&text, &registry, &mut out_tx, &mut joined).await {
                     Ok(Flow::Continue) => {}
                     Ok(Flow::Leave) => break None,
                     Err(e) => {
@@ -73,8 +76,8 @@ pub async fn run(socket: WebSocket, registry: Arc<Registry>, config: SessionConf
                     if send(&mut ws_tx, &msg).await.is_err() { break None; }
                 }
                 Some(Outbound::Close(e)) => break Some(e),
-                // Never None while we hold `out_tx`.
-                None => break None,
+                // The room removed us: our queue filled up while we were not reading.
+                None => break Some(ProtocolError::new(ErrorCode::TooSlow, "the connection fell behind and was removed from the room")),
             },
             _ = ping.tick() => {
                 if last_heard.elapsed() >= config.dead_after {
@@ -121,7 +124,7 @@ async fn send(
 async fn handle_text(
     text: &str,
     registry: &Arc<Registry>,
-    out_tx: &mpsc::Sender<Outbound>,
+    out_tx: &mut Option<mpsc::Sender<Outbound>>,
     joined: &mut Option<Joined>,
 ) -> Result<Flow, ProtocolError> {
     let msg = ClientMessage::parse(text)?;
@@ -136,7 +139,9 @@ async fn handle_text(
                 }
                 validate_room(&room)?;
                 let name = validate_name(&name)?;
-                *joined = Some(join(registry, &room, name, out_tx).await?);
+                let tx = out_tx.as_ref().expect("present until joined");
+                *joined = Some(join(registry, &room, name, tx).await?);
+                *out_tx = None;
                 Ok(Flow::Continue)
             }
             ClientMessage::Pong {} => Ok(Flow::Continue),

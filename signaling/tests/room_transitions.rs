@@ -1,0 +1,337 @@
+//! Room state transitions, driven through the room's own command handler
+//! with a scripted media engine: no sockets, no timing.
+
+use signaling::ids::{IdSource, ParticipantId, RoomId, TrackId};
+use signaling::media::{MediaCommand, MediaError, MediaPlane};
+use signaling::protocol::*;
+use signaling::room::{Outbound, Room, RoomCommand, RoomLimits};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
+
+/// Answers every offer with a fixed SDP and records what it was asked.
+#[derive(Default)]
+struct ScriptedMedia {
+    log: Mutex<Vec<String>>,
+    refuse: Mutex<bool>,
+}
+
+impl MediaPlane for ScriptedMedia {
+    fn submit(&self, cmd: MediaCommand) -> Result<(), MediaError> {
+        match cmd {
+            MediaCommand::Negotiate {
+                participant,
+                publish,
+                subscribe,
+                reply,
+                ..
+            } => {
+                self.log.lock().unwrap().push(format!(
+                    "negotiate {participant} pub={} sub={}",
+                    publish.len(),
+                    subscribe.len()
+                ));
+                if *self.refuse.lock().unwrap() {
+                    let _ = reply.send(Err(MediaError::InvalidSdp("scripted".into())));
+                } else {
+                    let _ = reply.send(Ok("v=0 answer".into()));
+                }
+            }
+            MediaCommand::RemoveParticipant {
+                participant, reply, ..
+            } => {
+                self.log
+                    .lock()
+                    .unwrap()
+                    .push(format!("remove {participant}"));
+                let _ = reply.send(Ok(()));
+            }
+        }
+        Ok(())
+    }
+}
+
+struct Client {
+    id: ParticipantId,
+    rx: mpsc::Receiver<Outbound>,
+}
+
+impl Client {
+    fn next(&mut self) -> ServerMessage {
+        match self.rx.try_recv().expect("a message is queued") {
+            Outbound::Message(m) => m,
+            Outbound::Close(e) => panic!("closed with {e}"),
+        }
+    }
+    fn nothing_queued(&mut self) -> bool {
+        self.rx.try_recv().is_err()
+    }
+}
+
+fn room(max: usize) -> (Room, Arc<ScriptedMedia>) {
+    let media = Arc::new(ScriptedMedia::default());
+    let (events, _keep) = mpsc::channel(8);
+    std::mem::forget(_keep);
+    let limits = RoomLimits {
+        max_participants: max,
+        ping_interval: Duration::from_secs(10),
+    };
+    (
+        Room::new(
+            RoomId(1),
+            "giao-ban".into(),
+            limits,
+            media.clone(),
+            Arc::new(IdSource::new()),
+            events,
+        ),
+        media,
+    )
+}
+
+async fn join(room: &mut Room, name: &str) -> Result<Client, ProtocolError> {
+    let (out, rx) = mpsc::channel(64);
+    let (reply, result) = oneshot::channel();
+    room.handle(RoomCommand::Join {
+        name: name.into(),
+        out,
+        reply,
+    })
+    .await;
+    let id = result.await.unwrap()?;
+    Ok(Client { id, rx })
+}
+
+fn offer(
+    participant: ParticipantId,
+    publish: &[(&str, TrackSource)],
+    subscribe: &[(&str, TrackId)],
+) -> RoomCommand {
+    RoomCommand::Offer {
+        participant,
+        sdp: "v=0 offer".into(),
+        publish: publish
+            .iter()
+            .map(|(m, s)| PublishEntry {
+                mid: m.to_string(),
+                source: *s,
+                muted: false,
+            })
+            .collect(),
+        subscribe: subscribe
+            .iter()
+            .map(|(m, t)| SubscribeEntry {
+                mid: m.to_string(),
+                track_id: *t,
+            })
+            .collect(),
+    }
+}
+
+#[tokio::test]
+async fn join_publish_subscribe_mute_unpublish_leave() {
+    let (mut room, media) = room(10);
+    let mut a = join(&mut room, "A").await.unwrap();
+    let ServerMessage::Joined {
+        participants,
+        participant_id,
+        ..
+    } = a.next()
+    else {
+        panic!()
+    };
+    assert!(participants.is_empty());
+    assert_eq!(participant_id, a.id);
+
+    let mut b = join(&mut room, "B").await.unwrap();
+    let ServerMessage::Joined { participants, .. } = b.next() else {
+        panic!()
+    };
+    assert_eq!(participants.len(), 1);
+    assert_eq!(participants[0].name, "A");
+    assert!(
+        matches!(a.next(), ServerMessage::ParticipantJoined { participant } if participant.participant_id == b.id)
+    );
+
+    // A publishes camera and microphone: A gets the answer with track ids, B hears of both tracks.
+    room.handle(offer(
+        a.id,
+        &[("0", TrackSource::Microphone), ("1", TrackSource::Camera)],
+        &[],
+    ))
+    .await;
+    let ServerMessage::Answer { published, .. } = a.next() else {
+        panic!()
+    };
+    assert_eq!(published.len(), 2);
+    let cam = published.iter().find(|p| p.mid == "1").unwrap().track_id;
+    let mut announced = vec![];
+    for _ in 0..2 {
+        let ServerMessage::TrackPublished {
+            participant_id,
+            track,
+        } = b.next()
+        else {
+            panic!()
+        };
+        assert_eq!(participant_id, a.id);
+        announced.push(track.track_id);
+    }
+    assert!(announced.contains(&cam));
+
+    // Re-offering the same m-lines keeps the track ids and announces nothing.
+    room.handle(offer(
+        a.id,
+        &[("0", TrackSource::Microphone), ("1", TrackSource::Camera)],
+        &[],
+    ))
+    .await;
+    let ServerMessage::Answer {
+        published: again, ..
+    } = a.next()
+    else {
+        panic!()
+    };
+    assert_eq!(again, published);
+    assert!(b.nothing_queued());
+
+    // B subscribes; subscribing to a vanished track is ignored, to one's own is refused.
+    room.handle(offer(b.id, &[], &[("0", cam), ("1", TrackId(999))]))
+        .await;
+    assert!(matches!(b.next(), ServerMessage::Answer { .. }));
+    assert!(media
+        .log
+        .lock()
+        .unwrap()
+        .last()
+        .unwrap()
+        .ends_with("pub=0 sub=1"));
+    room.handle(offer(a.id, &[("1", TrackSource::Camera)], &[("5", cam)]))
+        .await;
+    assert!(matches!(
+        a.next(),
+        ServerMessage::Error {
+            code: ErrorCode::InvalidOffer,
+            ..
+        }
+    ));
+
+    // Mute reaches the others, once per change.
+    room.handle(RoomCommand::Mute {
+        participant: a.id,
+        source: TrackSource::Camera,
+        muted: true,
+    })
+    .await;
+    room.handle(RoomCommand::Mute {
+        participant: a.id,
+        source: TrackSource::Camera,
+        muted: true,
+    })
+    .await;
+    assert!(
+        matches!(b.next(), ServerMessage::MuteChanged { track_id, muted: true, .. } if track_id == cam)
+    );
+    assert!(b.nothing_queued());
+
+    // Dropping the microphone m-line unpublishes that track only.
+    room.handle(offer(a.id, &[("1", TrackSource::Camera)], &[]))
+        .await;
+    assert!(matches!(a.next(), ServerMessage::Answer { .. }));
+    assert!(
+        matches!(b.next(), ServerMessage::TrackUnpublished { participant_id, track_id } if participant_id == a.id && track_id != cam)
+    );
+
+    // A leaves: B is told and the engine is asked to free A.
+    room.handle(RoomCommand::Leave { participant: a.id }).await;
+    assert!(
+        matches!(b.next(), ServerMessage::ParticipantLeft { participant_id } if participant_id == a.id)
+    );
+    assert_eq!(
+        media.log.lock().unwrap().last().unwrap(),
+        &format!("remove {}", a.id)
+    );
+    room.handle(RoomCommand::Leave { participant: b.id }).await;
+    assert!(room.is_empty());
+}
+
+#[tokio::test]
+async fn a_refused_offer_changes_nothing() {
+    let (mut room, media) = room(10);
+    let mut a = join(&mut room, "A").await.unwrap();
+    let mut b = join(&mut room, "B").await.unwrap();
+    a.next();
+    a.next();
+    b.next();
+    *media.refuse.lock().unwrap() = true;
+    room.handle(offer(a.id, &[("0", TrackSource::Camera)], &[]))
+        .await;
+    assert!(matches!(
+        a.next(),
+        ServerMessage::Error {
+            code: ErrorCode::InvalidOffer,
+            ..
+        }
+    ));
+    assert!(b.nothing_queued(), "no track was announced");
+}
+
+#[tokio::test]
+async fn duplicate_mids_and_sources_are_invalid_offers() {
+    let (mut room, _media) = room(10);
+    let mut a = join(&mut room, "A").await.unwrap();
+    a.next();
+    room.handle(offer(
+        a.id,
+        &[("0", TrackSource::Camera), ("0", TrackSource::Microphone)],
+        &[],
+    ))
+    .await;
+    assert!(matches!(
+        a.next(),
+        ServerMessage::Error {
+            code: ErrorCode::InvalidOffer,
+            ..
+        }
+    ));
+    room.handle(offer(
+        a.id,
+        &[("0", TrackSource::Camera), ("1", TrackSource::Camera)],
+        &[],
+    ))
+    .await;
+    assert!(matches!(
+        a.next(),
+        ServerMessage::Error {
+            code: ErrorCode::InvalidOffer,
+            ..
+        }
+    ));
+}
+
+#[tokio::test]
+async fn a_full_room_refuses_the_next_join() {
+    let (mut room, _media) = room(2);
+    // Keep both connections open: a closed outbound queue counts as gone.
+    let _a = join(&mut room, "A").await.unwrap();
+    let _b = join(&mut room, "B").await.unwrap();
+    let err = join(&mut room, "C").await.err().unwrap();
+    assert_eq!(err.code, ErrorCode::RoomFull);
+    assert_eq!(room.participant_count(), 2);
+}
+
+#[tokio::test]
+async fn a_participant_whose_connection_is_gone_is_removed_on_next_send() {
+    let (mut room, media) = room(10);
+    let a = join(&mut room, "A").await.unwrap();
+    let a_id = a.id;
+    drop(a);
+    let mut b = join(&mut room, "B").await.unwrap();
+    b.next();
+    assert_eq!(room.participant_count(), 1, "A's closed queue removed A");
+    assert!(media
+        .log
+        .lock()
+        .unwrap()
+        .contains(&format!("remove {a_id}")));
+}
