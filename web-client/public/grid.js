@@ -29,11 +29,11 @@ export class Grid {
     const mic = document.createElement('span');
     mic.className = 'badge mic';
     mic.title = t('micMuted');
-    mic.textContent = '🔇';
+    mic.textContent = t('micOffBadge');
     const cam = document.createElement('span');
     cam.className = 'badge cam';
     cam.title = t('camOff');
-    cam.textContent = '📷✕';
+    cam.textContent = t('camOffBadge');
     lab.append(nameEl, mic, cam);
     tile.append(video, audio, lab);
     this.el.append(tile);

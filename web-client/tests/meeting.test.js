@@ -39,6 +39,9 @@ test('two invite links meet, share a screen, and one leaves', async (t) => {
     await waitFor('B decodes A', () => videosDecoding(b, 1));
     await waitFor('A hears B', () => hearing(a));
     await waitFor('B hears A', () => hearing(b));
+    // An invite link skips the form entirely.
+    assert.equal(await b.locator('#join-form').isVisible(), false);
+    assert.equal(await b.locator('#controls').isVisible(), true);
     const labelOnB = await b.locator('.tile:not(.local) .name').first().textContent();
     assert.equal(labelOnB, 'Sở Y tế');
     const labelOnA = await a.locator('.tile:not(.local) .name').first().textContent();
