@@ -49,6 +49,9 @@ pub struct MediaRoom {
     tracks: Vec<PublishedTrack>,
     /// Peers with output to drain before the loop sleeps.
     dirty: Vec<usize>,
+    /// Earliest deadline set since the shard last asked, so the shard need
+    /// not scan every peer after each datagram.
+    soonest: Option<Instant>,
 }
 
 impl MediaRoom {
@@ -58,6 +61,7 @@ impl MediaRoom {
             peers: Vec::new(),
             tracks: Vec::new(),
             dirty: Vec::new(),
+            soonest: None,
         }
     }
 
@@ -356,6 +360,7 @@ impl MediaRoom {
                 match out {
                     Output::Timeout(t) => {
                         peer.next_timeout = t;
+                        self.soonest = Some(self.soonest.map_or(t, |s| s.min(t)));
                         break;
                     }
                     Output::Transmit(t) => {
@@ -395,6 +400,8 @@ impl MediaRoom {
                 if let Some(kind) = track.keyframes.request(kind, now) {
                     let owner = track.owner;
                     self.request_keyframe_upstream(owner, track_id, kind);
+                } else if let Some(due) = track.keyframes.deadline() {
+                    self.soonest = Some(self.soonest.map_or(due, |s| s.min(due)));
                 }
             }
             Event::Connected => {
@@ -525,7 +532,14 @@ impl MediaRoom {
             self.request_keyframe_upstream(owner, id, kind);
         }
         self.drain(socket, counters);
+        // The full scan below covers whatever `drain` just recorded.
+        self.soonest = None;
         self.next_deadline(now)
+    }
+
+    /// The earliest deadline that appeared since the last call.
+    pub fn take_soonest(&mut self) -> Option<Instant> {
+        self.soonest.take()
     }
 
     pub fn next_deadline(&self, now: Instant) -> Instant {

@@ -158,8 +158,9 @@ impl Shard {
             return;
         };
         room.handle_input(slot, input, &self.socket, &mut self.counters);
-        let next = room.next_deadline(Instant::now());
-        self.next_deadline = self.next_deadline.min(next);
+        if let Some(next) = room.take_soonest() {
+            self.next_deadline = self.next_deadline.min(next);
+        }
     }
 
     fn tick(&mut self, now: Instant) {
