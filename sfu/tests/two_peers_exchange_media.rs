@@ -4,285 +4,17 @@
 //! contiguous sequence numbers. When one leaves, the other is told and the
 //! server frees the leaver's state.
 
-use futures_util::{FutureExt, SinkExt, StreamExt};
-use serde_json::{json, Value};
-use sfu::config::Config;
-use std::collections::HashMap;
-use std::net::{SocketAddr, UdpSocket};
+mod common;
+
+use common::*;
+use serde_json::json;
 use std::sync::atomic::Ordering::Relaxed;
-use std::time::{Duration, Instant};
-use str0m::change::{SdpAnswer, SdpPendingOffer};
-use str0m::media::{Direction, MediaKind, Mid, Pt};
-use str0m::net::{Protocol, Receive};
-use str0m::rtp::RawPacket;
-use str0m::rtp::RtpWrite;
-use str0m::{Candidate, Event, Input, Output, Rtc};
-use tokio_tungstenite::tungstenite::Message;
-
-type Ws =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-struct TestPeer {
-    name: &'static str,
-    ws: Ws,
-    rtc: Rtc,
-    udp: UdpSocket,
-    local: SocketAddr,
-    pending: Option<SdpPendingOffer>,
-    /// (mid, source, track id once the server assigned it)
-    publish: Vec<(Mid, &'static str, Option<u64>)>,
-    subscribe: Vec<(Mid, u64)>,
-    inbox: Vec<Value>,
-    /// mid → received (ssrc, seq) in arrival order
-    received: HashMap<Mid, Vec<(u32, u64)>>,
-    sent_seq: HashMap<Mid, u64>,
-    /// The SSRCs this peer itself sends with.
-    own_ssrcs: Vec<u32>,
-}
-
-impl TestPeer {
-    async fn connect(name: &'static str, http: SocketAddr) -> Self {
-        let (ws, _) = tokio_tungstenite::connect_async(format!("ws://{http}/ws"))
-            .await
-            .expect("websocket connects");
-        let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
-        udp.set_nonblocking(true).unwrap();
-        let local = udp.local_addr().unwrap();
-        // Raw packet events report every RTP packet that passed SRTP decryption,
-        // which is exactly what this test checks (see docs/architecture.md on why
-        // RtpPacket events are not used here).
-        let mut rtc = Rtc::builder()
-            .set_rtp_mode(true)
-            .enable_raw_packets(true)
-            .build(Instant::now());
-        rtc.add_local_candidate(Candidate::host(local, "udp").unwrap());
-        Self {
-            name,
-            ws,
-            rtc,
-            udp,
-            local,
-            pending: None,
-            publish: Vec::new(),
-            subscribe: Vec::new(),
-            inbox: Vec::new(),
-            received: HashMap::new(),
-            sent_seq: HashMap::new(),
-            own_ssrcs: Vec::new(),
-        }
-    }
-
-    async fn send(&mut self, v: Value) {
-        self.ws
-            .send(Message::Text(v.to_string().into()))
-            .await
-            .unwrap();
-    }
-
-    /// Offer the current publish list plus receive lines for `new_subs`.
-    async fn offer(
-        &mut self,
-        add_publish: &[(MediaKind, &'static str)],
-        new_subs: &[(MediaKind, u64)],
-    ) {
-        let mut api = self.rtc.sdp_api();
-        for (kind, source) in add_publish {
-            let mid = api.add_media(*kind, Direction::SendOnly, None, None, None);
-            self.publish.push((mid, source, None));
-        }
-        for (kind, track) in new_subs {
-            let mid = api.add_media(*kind, Direction::RecvOnly, None, None, None);
-            self.subscribe.push((mid, *track));
-        }
-        let (offer, pending) = api.apply().expect("changes to offer");
-        self.pending = Some(pending);
-        let publish: Vec<Value> = self
-            .publish
-            .iter()
-            .map(|(m, s, _)| json!({"mid": m.to_string(), "source": s}))
-            .collect();
-        let subscribe: Vec<Value> = self
-            .subscribe
-            .iter()
-            .map(|(m, t)| json!({"mid": m.to_string(), "track_id": t}))
-            .collect();
-        self.send(json!({"type": "offer", "sdp": offer.to_sdp_string(), "publish": publish, "subscribe": subscribe})).await;
-    }
-
-    fn take(&mut self, ty: &str) -> Option<Value> {
-        let i = self.inbox.iter().position(|m| m["type"] == ty)?;
-        Some(self.inbox.remove(i))
-    }
-
-    fn handle_answer(&mut self, msg: &Value) {
-        let answer = SdpAnswer::from_sdp_string(msg["sdp"].as_str().unwrap()).unwrap();
-        self.rtc
-            .sdp_api()
-            .accept_answer(self.pending.take().unwrap(), answer)
-            .unwrap();
-        for p in msg["published"].as_array().unwrap() {
-            let mid = Mid::from(p["mid"].as_str().unwrap());
-            let entry = self.publish.iter_mut().find(|(m, _, _)| *m == mid).unwrap();
-            entry.2 = Some(p["track_id"].as_u64().unwrap());
-            let ssrc = self
-                .rtc
-                .direct_api()
-                .stream_tx_by_mid(mid, None)
-                .map(|tx| *tx.ssrc());
-            if let Some(ssrc) = ssrc.filter(|s| !self.own_ssrcs.contains(s)) {
-                self.own_ssrcs.push(ssrc);
-            }
-        }
-    }
-
-    /// One round of IO without blocking: websocket, UDP, str0m output.
-    fn poll_io(&mut self) {
-        while let Some(Some(Ok(msg))) = self.ws.next().now_or_never() {
-            if let Message::Text(t) = msg {
-                let v: Value = serde_json::from_str(&t).unwrap();
-                if v["type"] == "answer" {
-                    self.handle_answer(&v);
-                }
-                self.inbox.push(v);
-            }
-        }
-        let mut buf = [0u8; 2000];
-        while let Ok((n, source)) = self.udp.recv_from(&mut buf) {
-            let contents = buf[..n].try_into().unwrap();
-            let input = Input::Receive(
-                Instant::now(),
-                Receive {
-                    proto: Protocol::Udp,
-                    source,
-                    destination: self.local,
-                    contents,
-                },
-            );
-            self.rtc.handle_input(input).unwrap();
-        }
-        self.rtc
-            .handle_input(Input::Timeout(Instant::now()))
-            .unwrap();
-        loop {
-            match self.rtc.poll_output().unwrap() {
-                Output::Timeout(_) => break,
-                Output::Transmit(t) => {
-                    let _ = self.udp.send_to(&t.contents, t.destination);
-                }
-                Output::Event(Event::RawPacket(raw)) => {
-                    if let RawPacket::RtpRx(header, _) = *raw {
-                        let mid = self
-                            .rtc
-                            .direct_api()
-                            .stream_rx(&header.ssrc)
-                            .map(|s| s.mid());
-                        let mid = mid.unwrap_or(Mid::from("unmapped"));
-                        self.received
-                            .entry(mid)
-                            .or_default()
-                            .push((*header.ssrc, u64::from(header.sequence_number)));
-                    }
-                }
-                Output::Event(_) => {}
-            }
-        }
-    }
-
-    /// Send one packet on each published m-line.
-    fn send_media(&mut self, tick: u64) {
-        if !self.rtc.is_connected() {
-            return;
-        }
-        for (mid, source, _) in self.publish.clone() {
-            let (pt, clock_per_tick) = if source == "microphone" {
-                (Pt::from(111), 960)
-            } else {
-                (Pt::from(96), 3000)
-            };
-            let Some(pt) = self.negotiated_pt(mid, pt) else {
-                continue;
-            };
-            let seq = self.sent_seq.entry(mid).or_insert(1);
-            *seq += 1;
-            let seq_no = *seq;
-            let mut payload = vec![0u8; if source == "microphone" { 80 } else { 1000 }];
-            // VP8 payload descriptor: start of partition, and a keyframe every 30 packets.
-            payload[0] = 0x10;
-            payload[1] = if tick % 30 == 0 { 0x00 } else { 0x01 };
-            let mut api = self.rtc.direct_api();
-            let Some(tx) = api.stream_tx_by_mid(mid, None) else {
-                continue;
-            };
-            let write = RtpWrite::new(
-                pt,
-                seq_no.into(),
-                (tick * clock_per_tick) as u32,
-                Instant::now(),
-                payload,
-            )
-            .marker(true)
-            .nackable(source != "microphone");
-            tx.write_rtp(write);
-        }
-    }
-
-    fn negotiated_pt(&self, mid: Mid, preferred: Pt) -> Option<Pt> {
-        let media = self.rtc.media(mid)?;
-        let pts = media.remote_pts();
-        if pts.contains(&preferred) {
-            Some(preferred)
-        } else {
-            pts.first().copied()
-        }
-    }
-}
-
-/// Pump every peer until `done` holds or the time runs out, sending media every 20 ms.
-async fn pump(
-    peers: &mut [&mut TestPeer],
-    limit: Duration,
-    mut done: impl FnMut(&mut [&mut TestPeer]) -> bool,
-) -> bool {
-    let start = Instant::now();
-    let mut last_media = Instant::now();
-    let mut tick = 0;
-    while start.elapsed() < limit {
-        for p in peers.iter_mut() {
-            p.poll_io();
-        }
-        if last_media.elapsed() >= Duration::from_millis(20) {
-            last_media = Instant::now();
-            tick += 1;
-            for p in peers.iter_mut() {
-                p.send_media(tick);
-                p.poll_io();
-            }
-        }
-        if done(peers) {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
-    false
-}
-
-fn test_config() -> Config {
-    Config::from_layers(&[
-        ("embedded", sfu::config::EMBEDDED_DEFAULT),
-        (
-            "test",
-            "[http]\nlisten = \"127.0.0.1:0\"\n[media]\nudp_port = 0\n",
-        ),
-    ])
-    .unwrap()
-}
+use std::time::Duration;
+use str0m::media::MediaKind;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_peers_exchange_media_and_leave() {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .with_test_writer()
-        .try_init();
+    init_tracing();
     let server = sfu::server::start(&test_config()).await.unwrap();
     let http = server.http_addr;
 
@@ -425,10 +157,14 @@ async fn two_peers_exchange_media_and_leave() {
         let sender_ssrcs = &sender.own_ssrcs;
         assert_eq!(sender_ssrcs.len(), 2);
         for (mid, _) in &receiver.subscribe {
-            let got = &receiver.received[mid];
-            let ssrc = got[0].0;
+            let got: Vec<Received> = receiver.received[mid]
+                .iter()
+                .filter(|p| !p.repair)
+                .copied()
+                .collect();
+            let ssrc = got[0].ssrc;
             assert!(
-                got.iter().all(|(s, _)| *s == ssrc),
+                got.iter().all(|p| p.ssrc == ssrc),
                 "{}: one SSRC per subscription",
                 receiver.name
             );
@@ -439,8 +175,8 @@ async fn two_peers_exchange_media_and_leave() {
             );
             for w in got.windows(2) {
                 assert_eq!(
-                    w[1].1,
-                    (w[0].1 + 1) % 65_536,
+                    w[1].seq,
+                    (w[0].seq + 1) % 65_536,
                     "{}: contiguous sequence numbers on {mid}",
                     receiver.name
                 );
