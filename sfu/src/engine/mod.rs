@@ -2,6 +2,7 @@
 //! [`MediaPlane`] that signaling submits commands to.
 
 pub mod counters;
+pub mod egress;
 pub mod peer;
 pub mod room;
 pub mod shard;

@@ -3,6 +3,7 @@
 //! shard's thread, so nothing here locks.
 
 use super::counters::{Counters, DropReason};
+use super::egress::Egress;
 use super::peer::{DownTrack, Inbound, Peer};
 use crate::keyframe::{KeyframeKind, KeyframeThrottle, DEFAULT_INTERVAL};
 use crate::munger::{Munged, Munger};
@@ -10,7 +11,7 @@ use crate::sdp;
 use signaling::ids::{ParticipantId, RoomId, TrackId};
 use signaling::media::{MediaError, MediaEvent, Publication, Subscription};
 use signaling::protocol::MediaKind;
-use std::net::{SocketAddr, UdpSocket};
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use str0m::change::SdpOffer;
 use str0m::media::{KeyframeRequestKind, Mid};
@@ -324,7 +325,7 @@ impl MediaRoom {
         &mut self,
         slot: usize,
         input: str0m::Input,
-        socket: &UdpSocket,
+        egress: &impl Egress,
         counters: &mut Counters,
     ) {
         let room = self.id;
@@ -336,11 +337,11 @@ impl MediaRoom {
             counters.drop(DropReason::Malformed);
         }
         self.mark_dirty(slot);
-        self.drain(socket, counters);
+        self.drain(egress, counters);
     }
 
     /// Poll every dirty peer until each is waiting on a timeout.
-    pub fn drain(&mut self, socket: &UdpSocket, counters: &mut Counters) {
+    pub fn drain(&mut self, egress: &impl Egress, counters: &mut Counters) {
         while let Some(slot) = self.dirty.pop() {
             loop {
                 let Some(peer) = self.peers.get_mut(slot).and_then(Option::as_mut) else {
@@ -365,7 +366,7 @@ impl MediaRoom {
                     }
                     Output::Transmit(t) => {
                         counters.sent_packets += 1;
-                        if socket.send_to(&t.contents, t.destination).is_err() {
+                        if egress.send(&t.contents, t.destination).is_err() {
                             counters.drop(DropReason::SocketFull);
                         }
                     }
@@ -507,7 +508,7 @@ impl MediaRoom {
 
     /// Drive timers: str0m timeouts, pending keyframe requests, connect deadlines.
     /// Returns the earliest instant anything here needs attention again.
-    pub fn tick(&mut self, now: Instant, socket: &UdpSocket, counters: &mut Counters) -> Instant {
+    pub fn tick(&mut self, now: Instant, egress: &impl Egress, counters: &mut Counters) -> Instant {
         for slot in 0..self.peers.len() {
             let Some(peer) = self.peers[slot].as_mut() else {
                 continue;
@@ -531,7 +532,7 @@ impl MediaRoom {
         for (owner, id, kind) in due {
             self.request_keyframe_upstream(owner, id, kind);
         }
-        self.drain(socket, counters);
+        self.drain(egress, counters);
         // The full scan below covers whatever `drain` just recorded.
         self.soonest = None;
         self.next_deadline(now)

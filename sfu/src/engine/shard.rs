@@ -276,7 +276,9 @@ impl Shard {
     }
 }
 
-fn build_rtc(cert: DtlsCert) -> Rtc {
+/// Every server-side peer's str0m config. Public for the forwarding benchmark.
+#[doc(hidden)]
+pub fn build_rtc(cert: DtlsCert) -> Rtc {
     Rtc::builder()
         .set_rtp_mode(true)
         .set_ice_lite(true)
