@@ -1,5 +1,7 @@
-//! Configuration: the embedded default (`config/default.toml`), overridden key
-//! by key by an optional file. Unknown keys are an error that names the key.
+//! Configuration, in layers where later keys win: the embedded default
+//! (`config/default.toml`), an optional file, `SFU__SECTION__KEY` environment
+//! variables, then `--set section.key=value` flags. Unknown keys are errors,
+//! and every problem is reported at once.
 
 use serde::Deserialize;
 use std::net::{IpAddr, SocketAddr};
@@ -8,22 +10,42 @@ use std::path::Path;
 pub const EMBEDDED_DEFAULT: &str = include_str!("../../config/default.toml");
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
 pub struct Config {
     pub log_level: String,
+    pub log_format: LogFormat,
     pub http: HttpConfig,
+    pub metrics: MetricsConfig,
+    pub shutdown: ShutdownConfig,
     pub media: MediaConfig,
     pub signaling: SignalingConfig,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
 pub struct HttpConfig {
     pub listen: SocketAddr,
 }
 
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
 #[derive(Debug, Clone, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
+pub struct ShutdownConfig {
+    /// After SIGTERM/SIGINT, how long to wait for clients to disconnect.
+    pub drain_secs: u64,
+    /// What clients are told to wait before reconnecting.
+    pub retry_after_ms: u64,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+pub struct MetricsConfig {
+    pub listen: SocketAddr,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 pub struct MediaConfig {
     pub udp_bind: IpAddr,
     pub udp_port: u16,
@@ -32,7 +54,6 @@ pub struct MediaConfig {
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
 pub struct SignalingConfig {
     pub ping_interval_secs: u64,
     pub dead_after_secs: u64,
@@ -59,17 +80,41 @@ impl Config {
 
     /// The embedded default, overridden by `path` if given.
     pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
-        let Some(path) = path else {
-            return Ok(Self::embedded());
+        Self::load_layered(path, &[], &[])
+    }
+
+    /// Every layer: default, `path`, environment (`SFU__…` variables, as
+    /// (name, value) pairs) and `--set key=value` flags.
+    pub fn load_layered(
+        path: Option<&Path>,
+        env: &[(String, String)],
+        sets: &[String],
+    ) -> Result<Self, ConfigError> {
+        let file = match path {
+            Some(path) => Some((
+                path.display().to_string(),
+                std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.display().to_string(),
+                    source,
+                })?,
+            )),
+            None => None,
         };
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.display().to_string(),
-            source,
+        // One layer per variable or flag: a TOML document cannot repeat a table header.
+        let mut extra = env_layers(env).map_err(|message| ConfigError::Invalid {
+            origin: "environment".into(),
+            message,
         })?;
-        Self::from_layers(&[
-            ("embedded default", EMBEDDED_DEFAULT),
-            (&path.display().to_string(), &text),
-        ])
+        extra.extend(flag_layers(sets).map_err(|message| ConfigError::Invalid {
+            origin: "--set".into(),
+            message,
+        })?);
+        let mut layers: Vec<(&str, &str)> = vec![("embedded default", EMBEDDED_DEFAULT)];
+        if let Some((name, text)) = &file {
+            layers.push((name, text));
+        }
+        layers.extend(extra.iter().map(|(n, t)| (n.as_str(), t.as_str())));
+        Self::from_layers(&layers)
     }
 
     /// Merge TOML documents in order (later keys win), then check the result.
@@ -84,16 +129,24 @@ impl Config {
             merge(&mut merged, table);
             origin = name.to_string();
         }
-        let config: Config =
-            toml::Value::Table(merged)
-                .try_into()
-                .map_err(|e: toml::de::Error| ConfigError::Invalid {
-                    origin: origin.clone(),
-                    message: e.to_string(),
-                })?;
-        config
-            .validate()
-            .map_err(|message| ConfigError::Invalid { origin, message })?;
+        let mut unknown = Vec::new();
+        let config: Config = serde_ignored::deserialize(toml::Value::Table(merged), |path| {
+            unknown.push(format!("unknown key '{path}'"))
+        })
+        .map_err(|e: toml::de::Error| ConfigError::Invalid {
+            origin: origin.clone(),
+            message: e.to_string(),
+        })?;
+        let mut problems = unknown;
+        if let Err(p) = config.validate() {
+            problems.push(p);
+        }
+        if !problems.is_empty() {
+            return Err(ConfigError::Invalid {
+                origin,
+                message: problems.join("; "),
+            });
+        }
         Ok(config)
     }
 
@@ -118,6 +171,9 @@ impl Config {
         if self.signaling.max_message_bytes < 4096 {
             problems.push("signaling.max_message_bytes must be at least 4096".to_string());
         }
+        if self.shutdown.drain_secs > 300 {
+            problems.push("shutdown.drain_secs must be at most 300".to_string());
+        }
         if self.signaling.max_participants_per_room == 0 {
             problems.push("signaling.max_participants_per_room must be at least 1".to_string());
         }
@@ -127,6 +183,56 @@ impl Config {
             Err(problems.join("; "))
         }
     }
+}
+
+/// One TOML assignment `section.key = value`; a value that is not valid TOML
+/// (an address, a bare word) is taken as a string.
+fn assignment(key: &str, value: &str) -> Result<String, String> {
+    let key = key.trim();
+    if key.is_empty()
+        || !key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.')
+    {
+        return Err(format!("'{key}' is not a config key"));
+    }
+    let literal = if toml::from_str::<toml::Table>(&format!("v = {value}")).is_ok() {
+        value.to_string()
+    } else {
+        toml::Value::String(value.to_string()).to_string()
+    };
+    let (section, name) = match key.rsplit_once('.') {
+        Some((s, n)) => (format!("[{s}]\n"), n),
+        None => (String::new(), key),
+    };
+    Ok(format!("{section}{name} = {literal}\n"))
+}
+
+/// `SFU__MEDIA__ADVERTISED_IP=1.2.3.4` → `[media] advertised_ip = "1.2.3.4"`,
+/// as (origin, TOML) layers.
+fn env_layers(vars: &[(String, String)]) -> Result<Vec<(String, String)>, String> {
+    let mut out = Vec::new();
+    for (name, value) in vars {
+        let Some(rest) = name.strip_prefix("SFU__") else {
+            continue;
+        };
+        let key = rest.to_ascii_lowercase().replace("__", ".");
+        let text = assignment(&key, value).map_err(|e| format!("{name}: {e}"))?;
+        out.push((format!("environment {name}"), text));
+    }
+    Ok(out)
+}
+
+/// `--set media.shards=2` flags, in order.
+fn flag_layers(sets: &[String]) -> Result<Vec<(String, String)>, String> {
+    let mut out = Vec::new();
+    for set in sets {
+        let (key, value) = set
+            .split_once('=')
+            .ok_or_else(|| format!("'{set}' is not key=value"))?;
+        out.push((format!("--set {key}"), assignment(key, value)?));
+    }
+    Ok(out)
 }
 
 fn merge(base: &mut toml::Table, over: toml::Table) {
@@ -186,6 +292,41 @@ mod tests {
         .unwrap();
         assert_eq!(c.http.listen.port(), 9000);
         assert_eq!(c.media, Config::embedded().media);
+    }
+
+    #[test]
+    fn environment_and_flags_override_the_file_in_that_order() {
+        let env = vec![
+            (
+                "SFU__MEDIA__ADVERTISED_IP".to_string(),
+                "10.0.0.5".to_string(),
+            ),
+            ("SFU__MEDIA__SHARDS".to_string(), "3".to_string()),
+            ("OTHER".to_string(), "ignored".to_string()),
+        ];
+        let sets = vec!["media.shards=2".to_string(), "log_level=debug".to_string()];
+        let c = Config::load_layered(None, &env, &sets).unwrap();
+        assert_eq!(c.media.advertised_ip.to_string(), "10.0.0.5");
+        assert_eq!(c.media.shards, 2, "a flag beats the environment");
+        assert_eq!(c.log_level, "debug");
+        let err = Config::load_layered(None, &[], &["nonsense".into()]).unwrap_err();
+        assert!(err.to_string().contains("key=value"), "{err}");
+    }
+
+    #[test]
+    fn every_unknown_key_and_problem_is_reported_at_once() {
+        let err = Config::from_layers(&[
+            ("d", EMBEDDED_DEFAULT),
+            (
+                "f",
+                "colour = 1\n[media]\nudp_prot = 1\nshards = 0\n[http]\nlisten_on = 2\n",
+            ),
+        ])
+        .unwrap_err()
+        .to_string();
+        for needle in ["colour", "media.udp_prot", "http.listen_on", "shards"] {
+            assert!(err.contains(needle), "{needle} missing from: {err}");
+        }
     }
 
     #[test]

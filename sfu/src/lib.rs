@@ -4,6 +4,8 @@ pub mod cert;
 pub mod config;
 pub mod engine;
 pub mod keyframe;
+pub mod logging;
+pub mod metrics;
 pub mod munger;
 pub mod sdp;
 pub mod server;

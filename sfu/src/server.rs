@@ -5,7 +5,8 @@ use crate::engine::Engine;
 use signaling::http::{router, AppState};
 use signaling::registry::Registry;
 use signaling::room::RoomLimits;
-use signaling::session::SessionConfig;
+use signaling::session::{SessionConfig, ShutdownNotice};
+use signaling::telemetry::SignalingMetrics;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,9 +14,14 @@ use tokio::net::TcpListener;
 
 pub struct RunningServer {
     pub http_addr: SocketAddr,
+    shutdown: tokio::sync::watch::Sender<Option<ShutdownNotice>>,
+    pub signaling_metrics: Arc<SignalingMetrics>,
+    /// Where Prometheus scrapes `/metrics`.
+    pub metrics_addr: SocketAddr,
     pub engine: Arc<Engine>,
     pub registry: Arc<Registry>,
     task: tokio::task::JoinHandle<()>,
+    metrics_task: tokio::task::JoinHandle<()>,
 }
 
 impl RunningServer {
@@ -29,21 +35,55 @@ impl RunningServer {
         format!("http://{host}:{}/", self.http_addr.port())
     }
 
+    /// Stop taking joins (`/readyz` turns 503) and tell every connected
+    /// client to reconnect after `retry_after`.
+    pub fn begin_shutdown(&self, reason: &str, retry_after: Duration) {
+        let _ = self.shutdown.send(Some(ShutdownNotice {
+            reason: reason.to_string(),
+            retry_after,
+        }));
+    }
+
+    /// Wait until every websocket has closed, or `bound` has passed.
+    /// Returns the connections still open.
+    pub async fn drain(&self, bound: Duration) -> i64 {
+        let deadline = tokio::time::Instant::now() + bound;
+        loop {
+            let open = self.signaling_metrics.connections.get();
+            if open <= 0 || tokio::time::Instant::now() >= deadline {
+                return open.max(0);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     pub fn abort(&self) {
         self.task.abort();
+        self.metrics_task.abort();
     }
 }
 
 pub async fn start(config: &Config) -> anyhow::Result<RunningServer> {
-    let engine = Engine::start(&config.media)?;
+    let prometheus = prometheus::Registry::new();
+    let engine = Engine::start(
+        &config.media,
+        crate::engine::stats::LinkMetrics::new(&prometheus),
+    )?;
     let ping_interval = Duration::from_secs(config.signaling.ping_interval_secs);
+    let signaling_metrics = SignalingMetrics::new(&prometheus);
     let registry = Registry::new(
         engine.clone(),
         RoomLimits {
             max_participants: config.signaling.max_participants_per_room,
             ping_interval,
         },
+        signaling_metrics.clone(),
     );
+    let (shutdown, shutdown_rx) = tokio::sync::watch::channel(None);
+    let media_ready = {
+        let engine = engine.clone();
+        Arc::new(move || engine.health())
+    };
     let state = AppState {
         registry: registry.clone(),
         session: SessionConfig {
@@ -51,6 +91,9 @@ pub async fn start(config: &Config) -> anyhow::Result<RunningServer> {
             dead_after: Duration::from_secs(config.signaling.dead_after_secs),
         },
         max_message_bytes: config.signaling.max_message_bytes,
+        metrics: signaling_metrics.clone(),
+        shutdown: shutdown_rx.clone(),
+        media_ready,
     };
     let listener = TcpListener::bind(config.http.listen)
         .await
@@ -62,8 +105,30 @@ pub async fn start(config: &Config) -> anyhow::Result<RunningServer> {
             tracing::error!(error = %e, "http server stopped");
         }
     });
+    let metrics_listener = TcpListener::bind(config.metrics.listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.metrics.listen))?;
+    let metrics_addr = metrics_listener.local_addr()?;
+    let ready_check = {
+        let engine = engine.clone();
+        Box::new(move || shutdown_rx.borrow().is_none() && engine.health().is_ok())
+    };
+    let metrics_app = crate::metrics::router(crate::metrics::Metrics::new(
+        engine.clone(),
+        prometheus,
+        ready_check,
+    ));
+    let metrics_task = tokio::spawn(async move {
+        if let Err(e) = axum::serve(metrics_listener, metrics_app).await {
+            tracing::error!(error = %e, "metrics server stopped");
+        }
+    });
     Ok(RunningServer {
+        shutdown,
+        signaling_metrics,
         http_addr,
+        metrics_addr,
+        metrics_task,
         engine,
         registry,
         task,

@@ -111,7 +111,11 @@ async fn h264_publisher_reaches_subscriber() {
         p[1].received.get(&mid).is_some_and(|r| r.len() >= 50)
     })
     .await;
-    assert!(flowing, "B received {:?}", b.received.get(&mid).map(Vec::len));
+    assert!(
+        flowing,
+        "B received {:?}",
+        b.received.get(&mid).map(Vec::len)
+    );
     let video: Vec<Received> = b.received[&mid]
         .iter()
         .filter(|p| !p.repair)

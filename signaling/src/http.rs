@@ -1,7 +1,8 @@
 //! HTTP routes: the web client, the websocket endpoint and `/healthz`.
 
 use crate::registry::Registry;
-use crate::session::{self, SessionConfig};
+use crate::session::{self, SessionConfig, SessionContext, ShutdownNotice};
+use crate::telemetry::SignalingMetrics;
 use axum::extract::{State, WebSocketUpgrade};
 use axum::http::{header, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
@@ -19,22 +20,51 @@ pub struct AppState {
     pub registry: Arc<Registry>,
     pub session: SessionConfig,
     pub max_message_bytes: usize,
+    pub metrics: Arc<SignalingMetrics>,
+    /// `Some` once the server is shutting down.
+    pub shutdown: tokio::sync::watch::Receiver<Option<ShutdownNotice>>,
+    /// Whether the media side can take joins (shards alive, sockets bound).
+    pub media_ready: Arc<dyn Fn() -> Result<(), String> + Send + Sync>,
 }
 
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/ws", get(websocket))
         .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
         .fallback(get(static_file))
         .with_state(state)
 }
 
 async fn websocket(ws: WebSocketUpgrade, State(state): State<AppState>) -> Response {
-    let registry = state.registry.clone();
-    let config = state.session.clone();
+    let ctx = SessionContext {
+        registry: state.registry.clone(),
+        config: state.session.clone(),
+        metrics: state.metrics.clone(),
+        shutdown: state.shutdown.clone(),
+    };
     ws.max_message_size(state.max_message_bytes)
         .max_frame_size(state.max_message_bytes)
-        .on_upgrade(move |socket| session::run(socket, registry, config))
+        .on_upgrade(move |socket| session::run(socket, ctx))
+}
+
+/// Ready for joins: the media side is up and the server is not draining.
+async fn readyz(State(state): State<AppState>) -> Response {
+    let problem = if state.shutdown.borrow().is_some() {
+        Some("draining".to_string())
+    } else {
+        (state.media_ready)().err()
+    };
+    let json = [(header::CONTENT_TYPE, "application/json")];
+    match problem {
+        None => (StatusCode::OK, json, "{\"status\":\"ready\"}".to_string()).into_response(),
+        Some(p) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            json,
+            serde_json::json!({"status": "not_ready", "reason": p}).to_string(),
+        )
+            .into_response(),
+    }
 }
 
 async fn healthz(State(state): State<AppState>) -> impl IntoResponse {

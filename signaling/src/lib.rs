@@ -10,3 +10,4 @@ pub mod protocol;
 pub mod registry;
 pub mod room;
 pub mod session;
+pub mod telemetry;

@@ -136,6 +136,12 @@ pub enum ServerMessage {
         published: Vec<PublishedEntry>,
     },
     Ping {},
+    /// The server is about to stop (a restart or an upgrade). The client should
+    /// reconnect after `retry_after_ms` and rejoin; the connection closes soon after.
+    Shutdown {
+        reason: String,
+        retry_after_ms: u64,
+    },
     Error {
         code: ErrorCode,
         message: String,
@@ -172,6 +178,8 @@ pub enum ErrorCode {
     MediaFailed,
     /// The client did not read its messages fast enough and was removed from the room.
     TooSlow,
+    /// The server is shutting down and takes no new joins; reconnect shortly.
+    ShuttingDown,
     /// A bug on the server. The message says no more than that.
     Internal,
 }
@@ -192,9 +200,28 @@ impl ErrorCode {
             ErrorCode::Timeout => "timeout",
             ErrorCode::MediaFailed => "media_failed",
             ErrorCode::TooSlow => "too_slow",
+            ErrorCode::ShuttingDown => "shutting_down",
             ErrorCode::Internal => "internal",
         }
     }
+
+    pub const ALL: [ErrorCode; 15] = [
+        ErrorCode::BadMessage,
+        ErrorCode::UnsupportedVersion,
+        ErrorCode::NotJoined,
+        ErrorCode::AlreadyJoined,
+        ErrorCode::InvalidRoom,
+        ErrorCode::InvalidName,
+        ErrorCode::InvalidOffer,
+        ErrorCode::MessageTooLarge,
+        ErrorCode::RoomFull,
+        ErrorCode::ServerBusy,
+        ErrorCode::Timeout,
+        ErrorCode::MediaFailed,
+        ErrorCode::TooSlow,
+        ErrorCode::ShuttingDown,
+        ErrorCode::Internal,
+    ];
 }
 
 /// A protocol-level failure: a code for the client and a message for a human.

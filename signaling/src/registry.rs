@@ -7,6 +7,7 @@
 use crate::ids::{IdSource, RoomId};
 use crate::media::MediaPlane;
 use crate::room::{Room, RoomCommand, RoomHandle, RoomLimits, ROOM_INBOX};
+use crate::telemetry::SignalingMetrics;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
@@ -17,15 +18,21 @@ pub struct Registry {
     media: Arc<dyn MediaPlane>,
     ids: Arc<IdSource>,
     limits: RoomLimits,
+    pub metrics: Arc<SignalingMetrics>,
 }
 
 impl Registry {
-    pub fn new(media: Arc<dyn MediaPlane>, limits: RoomLimits) -> Arc<Self> {
+    pub fn new(
+        media: Arc<dyn MediaPlane>,
+        limits: RoomLimits,
+        metrics: Arc<SignalingMetrics>,
+    ) -> Arc<Self> {
         Arc::new(Self {
             rooms: Mutex::new(HashMap::new()),
             media,
             ids: Arc::new(IdSource::new()),
             limits,
+            metrics,
         })
     }
 
@@ -51,6 +58,7 @@ impl Registry {
             self.media.clone(),
             self.ids.clone(),
             media_events,
+            self.metrics.clone(),
         );
         let handle = RoomHandle { id, inbox };
         rooms.insert(name.to_string(), handle.clone());

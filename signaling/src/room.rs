@@ -12,6 +12,7 @@ use crate::protocol::{
     ErrorCode, ParticipantInfo, ProtocolError, PublishEntry, PublishedEntry, ServerMessage,
     SubscribeEntry, TrackInfo, TrackSource, PROTOCOL_VERSION,
 };
+use crate::telemetry::SignalingMetrics;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -35,6 +36,8 @@ pub enum Outbound {
 pub enum RoomCommand {
     Join {
         name: String,
+        /// When the participant's websocket opened, for the join-duration metric.
+        opened_at: std::time::Instant,
         out: mpsc::Sender<Outbound>,
         reply: oneshot::Sender<Result<ParticipantId, ProtocolError>>,
     },
@@ -79,6 +82,8 @@ struct Member {
     name: String,
     out: mpsc::Sender<Outbound>,
     tracks: Vec<PublishedTrack>,
+    /// Set until the media connects for the first time.
+    opened_at: Option<std::time::Instant>,
 }
 
 impl Member {
@@ -101,6 +106,7 @@ pub struct Room {
     ids: Arc<IdSource>,
     /// Handed to the media engine so its events come back through our inbox.
     media_events: mpsc::Sender<MediaEvent>,
+    metrics: Arc<SignalingMetrics>,
 }
 
 impl Room {
@@ -111,6 +117,7 @@ impl Room {
         media: Arc<dyn MediaPlane>,
         ids: Arc<IdSource>,
         media_events: mpsc::Sender<MediaEvent>,
+        metrics: Arc<SignalingMetrics>,
     ) -> Self {
         Self {
             id,
@@ -120,6 +127,7 @@ impl Room {
             media,
             ids,
             media_events,
+            metrics,
         }
     }
 
@@ -134,8 +142,13 @@ impl Room {
     /// Apply one command. Returns once every effect has been queued.
     pub async fn handle(&mut self, cmd: RoomCommand) {
         match cmd {
-            RoomCommand::Join { name, out, reply } => {
-                let result = self.join(name, out);
+            RoomCommand::Join {
+                name,
+                opened_at,
+                out,
+                reply,
+            } => {
+                let result = self.join(name, opened_at, out);
                 let _ = reply.send(result);
             }
             RoomCommand::Offer {
@@ -156,6 +169,13 @@ impl Room {
             RoomCommand::Leave { participant } => self.leave(participant),
             RoomCommand::Media(MediaEvent::Connected { participant }) => {
                 debug!(room = %self.id, %participant, "media connected");
+                if let Some(opened) = self
+                    .members
+                    .get_mut(&participant)
+                    .and_then(|m| m.opened_at.take())
+                {
+                    self.metrics.joined_media(opened.elapsed());
+                }
             }
             RoomCommand::Media(MediaEvent::Failed { participant }) => {
                 if let Some(m) = self.members.get(&participant) {
@@ -172,6 +192,7 @@ impl Room {
     fn join(
         &mut self,
         name: String,
+        opened_at: std::time::Instant,
         out: mpsc::Sender<Outbound>,
     ) -> Result<ParticipantId, ProtocolError> {
         if self.members.len() >= self.limits.max_participants {
@@ -188,7 +209,9 @@ impl Room {
             name,
             out,
             tracks: Vec::new(),
+            opened_at: Some(opened_at),
         };
+        self.metrics.joins_total.inc();
         let joined = ServerMessage::Joined {
             v: PROTOCOL_VERSION,
             room: self.name.clone(),

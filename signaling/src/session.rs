@@ -8,11 +8,12 @@ use crate::protocol::{
 };
 use crate::registry::Registry;
 use crate::room::{Outbound, RoomCommand, RoomHandle};
+use crate::telemetry::SignalingMetrics;
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use futures_util::{SinkExt, StreamExt};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 use tracing::debug;
 
@@ -27,12 +28,51 @@ pub struct SessionConfig {
     pub dead_after: Duration,
 }
 
+/// Announced to every connection when the server starts to shut down.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShutdownNotice {
+    pub reason: String,
+    pub retry_after: Duration,
+}
+
+/// What every session shares: rooms, settings, metrics, and the shutdown signal
+/// (`Some` once the server is draining).
+#[derive(Clone)]
+pub struct SessionContext {
+    pub registry: Arc<Registry>,
+    pub config: SessionConfig,
+    pub metrics: Arc<SignalingMetrics>,
+    pub shutdown: watch::Receiver<Option<ShutdownNotice>>,
+}
+
+/// Why the loop ended.
+enum End {
+    Quietly,
+    WithError(ProtocolError),
+    Shutdown(ShutdownNotice),
+}
+
 struct Joined {
     room: RoomHandle,
     participant: ParticipantId,
 }
 
-pub async fn run(socket: WebSocket, registry: Arc<Registry>, config: SessionConfig) {
+pub async fn run(socket: WebSocket, ctx: SessionContext) {
+    let metrics = ctx.metrics.clone();
+    metrics.connections.inc();
+    metrics.connections_total.inc();
+    run_connection(socket, ctx).await;
+    metrics.connections.dec();
+}
+
+async fn run_connection(socket: WebSocket, ctx: SessionContext) {
+    let SessionContext {
+        registry,
+        config,
+        metrics,
+        mut shutdown,
+    } = ctx;
+    let opened_at = std::time::Instant::now();
     let (mut ws_tx, mut ws_rx) = socket.split();
     // The session holds its own sender only until it has joined: afterwards the
     // room holds the only one, so a room that drops us closes `out_rx`.
@@ -43,48 +83,56 @@ pub async fn run(socket: WebSocket, registry: Arc<Registry>, config: SessionConf
     let mut ping =
         tokio::time::interval_at(Instant::now() + config.ping_interval, config.ping_interval);
 
-    let close_with: Option<ProtocolError> = loop {
+    let end: End = loop {
+        if let Some(notice) = shutdown.borrow_and_update().clone() {
+            break End::Shutdown(notice);
+        }
         tokio::select! {
             frame = ws_rx.next() => {
                 let text = match frame {
                     Some(Ok(Message::Text(t))) => t,
                     Some(Ok(Message::Binary(_))) => {
                         last_heard = Instant::now();
+                        metrics.message("invalid");
                         let e = ProtocolError::new(ErrorCode::BadMessage, "binary frames are not part of the protocol; send JSON text");
-                        if send(&mut ws_tx, &e.to_message()).await.is_err() { break None; }
+                        if send(&mut ws_tx, &e.to_message(), &metrics).await.is_err() { break End::Quietly; }
                         continue;
                     }
                     Some(Ok(Message::Ping(_) | Message::Pong(_))) => { last_heard = Instant::now(); continue; }
-                    Some(Ok(Message::Close(_))) | None => break None,
+                    Some(Ok(Message::Close(_))) | None => break End::Quietly,
                     Some(Err(e)) => {
                         // Oversized frames end up here: axum refuses them before we see them.
                         debug!(error = %e, "websocket read failed");
-                        break Some(ProtocolError::new(ErrorCode::MessageTooLarge, "message too large or malformed frame"));
+                        break End::WithError(ProtocolError::new(ErrorCode::MessageTooLarge, "message too large or malformed frame"));
                     }
                 };
                 last_heard = Instant::now();
-                match handle_text(&text, &registry, &mut out_tx, &mut joined).await {
+                let draining = shutdown.borrow().is_some();
+                let turn = Turn { registry: &registry, metrics: &metrics, opened_at, draining };
+                match handle_text(&text, turn, &mut out_tx, &mut joined).await {
                     Ok(Flow::Continue) => {}
-                    Ok(Flow::Leave) => break None,
+                    Ok(Flow::Leave) => break End::Quietly,
                     Err(e) => {
-                        if send(&mut ws_tx, &e.to_message()).await.is_err() { break None; }
+                        if send(&mut ws_tx, &e.to_message(), &metrics).await.is_err() { break End::Quietly; }
                     }
                 }
             }
             out = out_rx.recv() => match out {
                 Some(Outbound::Message(msg)) => {
-                    if send(&mut ws_tx, &msg).await.is_err() { break None; }
+                    if send(&mut ws_tx, &msg, &metrics).await.is_err() { break End::Quietly; }
                 }
-                Some(Outbound::Close(e)) => break Some(e),
+                Some(Outbound::Close(e)) => break End::WithError(e),
                 // The room removed us: our queue filled up while we were not reading.
-                None => break Some(ProtocolError::new(ErrorCode::TooSlow, "the connection fell behind and was removed from the room")),
+                None => break End::WithError(ProtocolError::new(ErrorCode::TooSlow, "the connection fell behind and was removed from the room")),
             },
             _ = ping.tick() => {
                 if last_heard.elapsed() >= config.dead_after {
-                    break Some(ProtocolError::new(ErrorCode::Timeout, "no message from the client within the liveness timeout"));
+                    break End::WithError(ProtocolError::new(ErrorCode::Timeout, "no message from the client within the liveness timeout"));
                 }
-                if send(&mut ws_tx, &ServerMessage::Ping {}).await.is_err() { break None; }
+                if send(&mut ws_tx, &ServerMessage::Ping {}, &metrics).await.is_err() { break End::Quietly; }
             }
+            // The loop's first check sends the notice.
+            _ = shutdown.changed() => {}
         }
     };
 
@@ -97,14 +145,31 @@ pub async fn run(socket: WebSocket, registry: Arc<Registry>, config: SessionConf
             })
             .await;
     }
-    if let Some(e) = close_with {
-        let _ = send(&mut ws_tx, &e.to_message()).await;
-        let _ = ws_tx
-            .send(Message::Close(Some(CloseFrame {
-                code: 4000,
-                reason: e.code.as_str().into(),
-            })))
-            .await;
+    match end {
+        End::Quietly => {}
+        End::WithError(e) => {
+            let _ = send(&mut ws_tx, &e.to_message(), &metrics).await;
+            let _ = ws_tx
+                .send(Message::Close(Some(CloseFrame {
+                    code: 4000,
+                    reason: e.code.as_str().into(),
+                })))
+                .await;
+        }
+        End::Shutdown(notice) => {
+            let msg = ServerMessage::Shutdown {
+                reason: notice.reason,
+                retry_after_ms: notice.retry_after.as_millis() as u64,
+            };
+            let _ = send(&mut ws_tx, &msg, &metrics).await;
+            // 1012: "service restart" (RFC 6455 registry).
+            let _ = ws_tx
+                .send(Message::Close(Some(CloseFrame {
+                    code: 1012,
+                    reason: "server restarting".into(),
+                })))
+                .await;
+        }
     }
     let _ = ws_tx.close().await;
 }
@@ -117,20 +182,45 @@ enum Flow {
 async fn send(
     ws_tx: &mut futures_util::stream::SplitSink<WebSocket, Message>,
     msg: &ServerMessage,
+    metrics: &SignalingMetrics,
 ) -> Result<(), axum::Error> {
+    if let ServerMessage::Error { code, .. } = msg {
+        metrics.error(*code);
+    }
     ws_tx.send(Message::Text(msg.to_json().into())).await
+}
+
+/// What handling one client message needs besides the message.
+struct Turn<'a> {
+    registry: &'a Arc<Registry>,
+    metrics: &'a SignalingMetrics,
+    opened_at: std::time::Instant,
+    draining: bool,
 }
 
 async fn handle_text(
     text: &str,
-    registry: &Arc<Registry>,
+    turn: Turn<'_>,
     out_tx: &mut Option<mpsc::Sender<Outbound>>,
     joined: &mut Option<Joined>,
 ) -> Result<Flow, ProtocolError> {
-    let msg = ClientMessage::parse(text)?;
+    let msg = match ClientMessage::parse(text) {
+        Ok(m) => m,
+        Err(e) => {
+            turn.metrics.message("invalid");
+            return Err(e);
+        }
+    };
+    turn.metrics.message(msg.type_name());
     let Some(j) = joined.as_ref() else {
         return match msg {
             ClientMessage::Join { v, room, name } => {
+                if turn.draining {
+                    return Err(ProtocolError::new(
+                        ErrorCode::ShuttingDown,
+                        "the server is restarting; reconnect in a few seconds",
+                    ));
+                }
                 if v != PROTOCOL_VERSION {
                     return Err(ProtocolError::new(
                         ErrorCode::UnsupportedVersion,
@@ -140,7 +230,7 @@ async fn handle_text(
                 validate_room(&room)?;
                 let name = validate_name(&name)?;
                 let tx = out_tx.as_ref().expect("present until joined");
-                *joined = Some(join(registry, &room, name, tx).await?);
+                *joined = Some(join(turn.registry, &room, name, turn.opened_at, tx).await?);
                 *out_tx = None;
                 Ok(Flow::Continue)
             }
@@ -191,6 +281,7 @@ async fn join(
     registry: &Arc<Registry>,
     room: &str,
     name: String,
+    opened_at: std::time::Instant,
     out_tx: &mpsc::Sender<Outbound>,
 ) -> Result<Joined, ProtocolError> {
     for _ in 0..3 {
@@ -198,6 +289,7 @@ async fn join(
         let (reply, result) = oneshot::channel();
         let cmd = RoomCommand::Join {
             name: name.clone(),
+            opened_at,
             out: out_tx.clone(),
             reply,
         };

@@ -146,6 +146,13 @@ fn server_messages() {
     );
     check("server_ping", &ServerMessage::Ping {});
     check(
+        "server_shutdown",
+        &ServerMessage::Shutdown {
+            reason: "restart".into(),
+            retry_after_ms: 2000,
+        },
+    );
+    check(
         "server_error",
         &ServerMessage::Error {
             code: ErrorCode::RoomFull,

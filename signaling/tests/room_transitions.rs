@@ -84,6 +84,7 @@ fn room(max: usize) -> (Room, Arc<ScriptedMedia>) {
             media.clone(),
             Arc::new(IdSource::new()),
             events,
+            signaling::telemetry::SignalingMetrics::unregistered(),
         ),
         media,
     )
@@ -94,6 +95,7 @@ async fn join(room: &mut Room, name: &str) -> Result<Client, ProtocolError> {
     let (reply, result) = oneshot::channel();
     room.handle(RoomCommand::Join {
         name: name.into(),
+        opened_at: std::time::Instant::now(),
         out,
         reply,
     })

@@ -15,6 +15,7 @@ let meeting = null;
 
 function status(text) {
   $('status').textContent = text;
+  $('status').classList.remove('warning');
 }
 
 function refreshControls() {
@@ -44,6 +45,11 @@ function applyRemoteFlags(participantId) {
   grid.setFlags(`p-${participantId}`, { micMuted: !mic || mic.muted, camOff: !cam || cam.muted });
 }
 
+// Reconnect backoff: the server's hint (shutdown.retry_after_ms) first, then
+// doubling up to 10 s, with jitter so a restarted server is not hit at once.
+const BACKOFF_MAX_MS = 10000;
+let session = null; // { room, name, localStream, attempt, timer }
+
 async function join(room, name) {
   $('join-form').hidden = true;
   $('meeting').hidden = false;
@@ -54,13 +60,24 @@ async function join(room, name) {
   } catch (e) {
     status(t('noMedia', { err: e.name }));
   }
-  meeting = new Meeting({ room, name, localStream });
-  window.sfuClient = { meeting, grid };
+  session = { room, name, localStream, attempt: 0, timer: null, reconnects: 0 };
   const local = grid.tile('local', `${name} (${t('you')})`, { local: true });
   if (localStream) {
     local.querySelector('video').srcObject = localStream;
   }
-  meeting.addEventListener('joined', () => { status(t('participants', { n: meeting.participants.size + 1 })); refreshControls(); });
+  startMeeting();
+}
+
+function startMeeting() {
+  const { room, name, localStream } = session;
+  meeting = new Meeting({ room, name, localStream });
+  window.sfuClient = { meeting, grid, session };
+  let retryAfter = null;
+  meeting.addEventListener('joined', () => {
+    session.attempt = 0;
+    status(t('participants', { n: meeting.participants.size + 1 }));
+    refreshControls();
+  });
   meeting.addEventListener('connection', (e) => { if (e.detail === 'connected') status(t('connected')); });
   meeting.addEventListener('participant-joined', (e) => {
     const p = e.detail;
@@ -87,9 +104,35 @@ async function join(room, name) {
   });
   meeting.addEventListener('remote-changed', (e) => applyRemoteFlags(e.detail.participantId));
   meeting.addEventListener('server-error', (e) => status(t(`error_${e.detail.code}`) || e.detail.message));
-  meeting.addEventListener('closed', () => {
-    if (meeting && !meeting.leaving) status(t('disconnected'));
+  meeting.addEventListener('shutdown', (e) => {
+    retryAfter = e.detail.retry_after_ms;
+    showBanner(t('restarting'));
   });
+  const current = meeting;
+  meeting.addEventListener('closed', () => {
+    if (!session || meeting !== current || current.leaving) return;
+    scheduleReconnect(retryAfter);
+  });
+}
+
+function scheduleReconnect(hintMs) {
+  meeting.close();
+  // Remote tiles belong to the old connection; the rejoin lists everyone again.
+  for (const key of grid.keys()) if (key !== 'local') grid.remove(key);
+  session.attempt += 1;
+  const base = hintMs ?? Math.min(BACKOFF_MAX_MS, 1000 * 2 ** (session.attempt - 1));
+  const delay = Math.min(BACKOFF_MAX_MS, base) * (0.8 + Math.random() * 0.4);
+  if (hintMs == null) showBanner(t('reconnecting', { n: session.attempt }));
+  session.timer = setTimeout(() => {
+    session.timer = null;
+    session.reconnects += 1;
+    startMeeting();
+  }, delay);
+}
+
+function showBanner(text) {
+  status(text);
+  $('status').classList.add('warning');
 }
 
 function leave() {
@@ -97,6 +140,8 @@ function leave() {
   meeting.leaving = true;
   meeting.leave();
   meeting = null;
+  if (session?.timer) clearTimeout(session.timer);
+  session = null;
   grid.clear();
   $('meeting').hidden = true;
   showForm(t('left'));

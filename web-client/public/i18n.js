@@ -41,6 +41,9 @@ export const STRINGS = {
     error_internal: 'Lỗi máy chủ.',
     error_too_slow: 'Kết nối quá chậm, đã bị ngắt khỏi phòng.',
     disconnected: 'Mất kết nối với máy chủ.',
+    error_shutting_down: 'Máy chủ đang khởi động lại.',
+    restarting: 'Máy chủ đang khởi động lại, đang kết nối lại…',
+    reconnecting: 'Mất kết nối, đang kết nối lại (lần {n})…',
     language: 'English',
   },
   en: {
@@ -84,6 +87,9 @@ export const STRINGS = {
     error_internal: 'Server error.',
     error_too_slow: 'The connection fell behind and was removed from the room.',
     disconnected: 'Lost the connection to the server.',
+    error_shutting_down: 'The server is restarting.',
+    restarting: 'Server restarting, reconnecting…',
+    reconnecting: 'Connection lost, reconnecting (attempt {n})…',
     language: 'Tiếng Việt',
   },
 };

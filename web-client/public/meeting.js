@@ -76,6 +76,9 @@ export class Meeting extends EventTarget {
       case 'error':
         this.emit('server-error', msg);
         break;
+      case 'shutdown':
+        this.emit('shutdown', msg);
+        break;
     }
   }
 
@@ -185,8 +188,14 @@ export class Meeting extends EventTarget {
 
   leave() {
     this.sig.send({ type: 'leave' });
+    this.close();
+    for (const l of this.local.values()) l.track.stop();
+  }
+
+  // Drop the connection but keep the local camera and microphone, for a reconnect.
+  close() {
+    this.closedByUs = true;
     this.sig.close();
     this.pc.close();
-    for (const l of this.local.values()) l.track.stop();
   }
 }

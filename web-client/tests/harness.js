@@ -11,7 +11,7 @@ const ROOT = resolve(import.meta.dirname, '../..');
 export async function startServer(extraToml = '') {
   const dir = mkdtempSync(join(tmpdir(), 'sfu-e2e-'));
   const config = join(dir, 'config.toml');
-  writeFileSync(config, `log_level = "info"\n[http]\nlisten = "127.0.0.1:0"\n[media]\nudp_port = 0\n${extraToml}`);
+  writeFileSync(config, `log_level = "info"\n[http]\nlisten = "127.0.0.1:0"\n[metrics]\nlisten = "127.0.0.1:0"\n[media]\nudp_port = 0\n${extraToml}`);
   const bin = process.env.SFU_BIN || join(ROOT, 'target/debug/sfu');
   const proc = spawn(bin, ['--config', config], { stdio: ['ignore', 'pipe', 'pipe'] });
   let log = '';

@@ -44,6 +44,66 @@ impl DropReason {
     }
 }
 
+/// What a packet carries, for traffic counters. A closed set: a metric label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Audio,
+    Video,
+    Rtcp,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 3] = [Kind::Audio, Kind::Video, Kind::Rtcp];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Audio => "audio",
+            Kind::Video => "video",
+            Kind::Rtcp => "rtcp",
+        }
+    }
+}
+
+/// Why a peer connection was given up. A closed set: a metric label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PeerFailure {
+    /// ICE or DTLS did not complete within the connect timeout.
+    ConnectTimeout,
+    /// ICE lost the peer after it had connected.
+    IceDisconnected,
+    /// The DTLS session was closed.
+    Closed,
+    /// str0m reported an error on the connection.
+    RtcError,
+}
+
+impl PeerFailure {
+    pub const ALL: [PeerFailure; 4] = [
+        PeerFailure::ConnectTimeout,
+        PeerFailure::IceDisconnected,
+        PeerFailure::Closed,
+        PeerFailure::RtcError,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PeerFailure::ConnectTimeout => "connect_timeout",
+            PeerFailure::IceDisconnected => "ice_disconnected",
+            PeerFailure::Closed => "closed",
+            PeerFailure::RtcError => "rtc_error",
+        }
+    }
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Traffic {
+    pub packets: u64,
+    pub bytes: u64,
+}
+
+/// Keyframe request kinds, in the order of the counter arrays.
+pub const KEYFRAME_KINDS: [&str; 2] = ["pli", "fir"];
+
 #[derive(Debug, Default, Clone)]
 pub struct Counters {
     pub received_datagrams: u64,
@@ -51,10 +111,77 @@ pub struct Counters {
     pub forwarded: u64,
     pub sent_packets: u64,
     pub drops: [u64; DropReason::ALL.len()],
+    /// By `Kind`: RTP payload bytes for audio and video, datagram bytes for RTCP.
+    pub inbound: [Traffic; 3],
+    pub outbound: [Traffic; 3],
+    /// RTX packets sent to subscribers.
+    pub retransmissions: u64,
+    /// From subscribers (on our send streams) and to publishers (on theirs).
+    pub nacks_received: u64,
+    pub nacks_sent: u64,
+    /// By `KEYFRAME_KINDS`.
+    pub keyframe_requests_received: [u64; 2],
+    pub keyframe_requests_sent: [u64; 2],
+    pub peer_failures: [u64; PeerFailure::ALL.len()],
 }
 
 impl Counters {
     pub fn drop(&mut self, reason: DropReason) {
         self.drops[reason as usize] += 1;
+    }
+
+    pub fn inbound(&mut self, kind: Kind, bytes: usize) {
+        let t = &mut self.inbound[kind as usize];
+        t.packets += 1;
+        t.bytes += bytes as u64;
+    }
+
+    pub fn outbound(&mut self, kind: Kind, bytes: usize) {
+        let t = &mut self.outbound[kind as usize];
+        t.packets += 1;
+        t.bytes += bytes as u64;
+    }
+
+    pub fn fail(&mut self, reason: PeerFailure) {
+        self.peer_failures[reason as usize] += 1;
+    }
+}
+
+/// An RTCP packet, told apart from RTP by its packet type (RFC 5761 §4).
+pub fn is_rtcp(datagram: &[u8]) -> bool {
+    datagram.len() >= 8 && datagram[0] >> 6 == 2 && (192..=223).contains(&datagram[1])
+}
+
+/// The SSRC of an RTP packet (RTCP and non-RTP give None).
+pub fn rtp_ssrc(datagram: &[u8]) -> Option<u32> {
+    if datagram.len() < 12 || datagram[0] >> 6 != 2 || is_rtcp(datagram) {
+        return None;
+    }
+    Some(u32::from_be_bytes([
+        datagram[8],
+        datagram[9],
+        datagram[10],
+        datagram[11],
+    ]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tells_rtcp_from_rtp() {
+        let sr = [0x80, 200, 0, 6, 1, 2, 3, 4];
+        let rtp = [0x80, 96, 0, 1, 0, 0, 0, 0, 0xde, 0xad, 0xbe, 0xef];
+        let rtp_marker = [0x80, 96 | 0x80, 0, 1, 0, 0, 0, 0, 0, 0, 0, 7];
+        assert!(is_rtcp(&sr));
+        assert!(!is_rtcp(&rtp));
+        assert_eq!(rtp_ssrc(&rtp), Some(0xdeadbeef));
+        assert_eq!(rtp_ssrc(&rtp_marker), Some(7));
+        assert_eq!(rtp_ssrc(&sr), None);
+        assert!(
+            !is_rtcp(&[0x16, 0xfe, 0xfd, 0, 0, 0, 0, 0]),
+            "DTLS is not RTCP"
+        );
     }
 }

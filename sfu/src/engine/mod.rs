@@ -39,7 +39,7 @@ pub struct Engine {
 
 impl Engine {
     /// Bind every shard's socket and start its thread.
-    pub fn start(config: &MediaConfig) -> anyhow::Result<Arc<Self>> {
+    pub fn start(config: &MediaConfig, link: stats::LinkMetrics) -> anyhow::Result<Arc<Self>> {
         let cert = crate::cert::generate_dtls_cert()?;
         let waker = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0))?;
         let waker_addr = waker.local_addr()?;
@@ -71,6 +71,7 @@ impl Engine {
                 cert.clone(),
                 stats.clone(),
                 placement.clone(),
+                link.clone(),
             );
             std::thread::Builder::new()
                 .name(format!("shard-{index}"))
@@ -92,6 +93,20 @@ impl Engine {
     /// The advertised media address of each shard.
     pub fn media_addrs(&self) -> Vec<SocketAddr> {
         self.shards.iter().map(|s| s.media_addr).collect()
+    }
+
+    /// Ok when every shard thread is running and turning its loop.
+    pub fn health(&self) -> Result<(), String> {
+        for (i, s) in self.shards.iter().enumerate() {
+            match s.stats.since_heartbeat() {
+                None => return Err(format!("shard {i} not started")),
+                Some(d) if d > std::time::Duration::from_secs(2) => {
+                    return Err(format!("shard {i} stalled for {} ms", d.as_millis()))
+                }
+                Some(_) => {}
+            }
+        }
+        Ok(())
     }
 
     pub fn shard_stats(&self) -> Vec<Arc<ShardStats>> {

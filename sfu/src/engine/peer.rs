@@ -1,6 +1,7 @@
 //! One participant's peer connection inside a shard: the str0m `Rtc` plus what
 //! it publishes and the down-tracks it receives.
 
+use super::counters::{Counters, PeerFailure};
 use crate::munger::Munger;
 use signaling::ids::{ParticipantId, TrackId};
 use signaling::media::MediaEvent;
@@ -18,6 +19,8 @@ pub struct Inbound {
     pub mid: Mid,
     pub track: TrackId,
     pub kind: MediaKind,
+    /// str0m's cumulative NACKs sent on this stream at its last stats event.
+    pub last_nacks: u64,
 }
 
 /// One subscription: a published track delivered on one of this peer's m-lines.
@@ -29,6 +32,10 @@ pub struct DownTrack {
     pub munger: Munger,
     /// Publisher PT → this leg's PT, filled on first use of each PT.
     pub pt_map: Vec<(Pt, Option<Pt>)>,
+    /// str0m's cumulative NACKs received on this stream at its last stats event.
+    pub last_nacks: u64,
+    /// Whether this stream's RTX SSRC is in the peer's `rtx_ssrcs` yet.
+    pub rtx_known: bool,
 }
 
 pub struct Peer {
@@ -49,9 +56,20 @@ pub struct Peer {
     pub connected: bool,
     /// Set when the peer must be removed at the end of this loop turn.
     pub failed: bool,
+    /// The RTX SSRCs of this peer's send streams: an outgoing RTP datagram on
+    /// one of them is a retransmission.
+    pub rtx_ssrcs: Vec<u32>,
 }
 
 impl Peer {
+    /// Mark the peer for removal, counting why the first time.
+    pub fn fail(&mut self, reason: PeerFailure, counters: &mut Counters) {
+        if !self.failed {
+            self.failed = true;
+            counters.fail(reason);
+        }
+    }
+
     pub fn downtrack_by_mid(&self, mid: Mid) -> Option<usize> {
         self.downtracks
             .iter()

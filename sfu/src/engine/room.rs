@@ -2,9 +2,10 @@
 //! the forwarding between them. Owned by one shard; touched only by that
 //! shard's thread, so nothing here locks.
 
-use super::counters::{Counters, DropReason};
+use super::counters::{is_rtcp, rtp_ssrc, Counters, DropReason, Kind, PeerFailure};
 use super::egress::Egress;
 use super::peer::{DownTrack, Inbound, Peer};
+use super::stats::LinkMetrics;
 use crate::keyframe::{KeyframeKind, KeyframeThrottle, DEFAULT_INTERVAL};
 use crate::munger::{Munged, Munger};
 use crate::sdp;
@@ -16,6 +17,7 @@ use std::time::{Duration, Instant};
 use str0m::change::SdpOffer;
 use str0m::media::{KeyframeRequestKind, Mid};
 use str0m::rtp::{ExtensionValues, RtpPacket, RtpWrite};
+use str0m::stats::{MediaEgressStats, MediaIngressStats};
 use str0m::{Candidate, Event, IceConnectionState, Output, Rtc};
 use tokio::sync::mpsc;
 use tracing::{debug, warn};
@@ -53,6 +55,9 @@ pub struct MediaRoom {
     /// Earliest deadline set since the shard last asked, so the shard need
     /// not scan every peer after each datagram.
     soonest: Option<Instant>,
+    /// Upstream keyframe requests not yet added to the shard's counters.
+    keyframe_requests_sent: [u64; 2],
+    link: Option<LinkMetrics>,
 }
 
 impl MediaRoom {
@@ -63,6 +68,69 @@ impl MediaRoom {
             tracks: Vec::new(),
             dirty: Vec::new(),
             soonest: None,
+            keyframe_requests_sent: [0; 2],
+            link: None,
+        }
+    }
+
+    /// Where stream stats (RTT, jitter, loss) are observed.
+    pub fn with_link_metrics(mut self, link: LinkMetrics) -> Self {
+        self.link = Some(link);
+        self
+    }
+
+    pub fn subscription_count(&self) -> usize {
+        self.tracks.iter().map(|t| t.subscribers.len()).sum()
+    }
+
+    /// A subscriber leg's stats: NACKs it sent us, its RTT and loss.
+    fn egress_stats(&mut self, slot: usize, s: &MediaEgressStats, counters: &mut Counters) {
+        let Some(peer) = self.peers.get_mut(slot).and_then(Option::as_mut) else {
+            return;
+        };
+        let Some(dt) = peer
+            .downtracks
+            .iter_mut()
+            .flatten()
+            .find(|d| d.mid == s.mid)
+        else {
+            return;
+        };
+        counters.nacks_received += s.nacks.saturating_sub(dt.last_nacks);
+        dt.last_nacks = s.nacks;
+        if let Some(link) = &self.link {
+            if let Some(rtt) = s.rtt {
+                link.rtt.observe(rtt.as_secs_f64());
+            }
+            if let Some(loss) = s.loss {
+                link.loss
+                    .with_label_values(&["downlink"])
+                    .observe(f64::from(loss));
+            }
+        }
+    }
+
+    /// A publisher leg's stats: NACKs we sent, its jitter and loss.
+    fn ingress_stats(&mut self, slot: usize, s: &MediaIngressStats, counters: &mut Counters) {
+        let Some(peer) = self.peers.get_mut(slot).and_then(Option::as_mut) else {
+            return;
+        };
+        let Some(inbound) = peer.inbound.iter_mut().find(|i| i.mid == s.mid) else {
+            return;
+        };
+        counters.nacks_sent += s.nacks.saturating_sub(inbound.last_nacks);
+        inbound.last_nacks = s.nacks;
+        if let Some(link) = &self.link {
+            let clock = match inbound.kind {
+                MediaKind::Audio => 48_000.0,
+                MediaKind::Video => 90_000.0,
+            };
+            link.jitter.observe(f64::from(s.jitter) / clock);
+            if let Some(loss) = s.loss {
+                link.loss
+                    .with_label_values(&["uplink"])
+                    .observe(f64::from(loss));
+            }
         }
     }
 
@@ -131,6 +199,7 @@ impl MediaRoom {
                     created_at: now,
                     connected: false,
                     failed: false,
+                    rtx_ssrcs: Vec::new(),
                 };
                 let slot = match self.peers.iter().position(Option::is_none) {
                     Some(i) => {
@@ -176,6 +245,7 @@ impl MediaRoom {
         peer.inbound = publish
             .iter()
             .map(|p| Inbound {
+                last_nacks: 0,
                 mid: Mid::from(p.mid.as_str()),
                 track: p.track_id,
                 kind: p.kind,
@@ -253,6 +323,8 @@ impl MediaRoom {
             };
             let dt_slot = peer.free_downtrack_slot();
             peer.downtracks[dt_slot] = Some(DownTrack {
+                last_nacks: 0,
+                rtx_known: false,
                 mid,
                 track: s.track_id,
                 kind: track.kind,
@@ -304,12 +376,14 @@ impl MediaRoom {
         let Some(mid) = peer.inbound_mid(track) else {
             return;
         };
+        let index = kind as usize;
         let kind = match kind {
             KeyframeKind::Pli => KeyframeRequestKind::Pli,
             KeyframeKind::Fir => KeyframeRequestKind::Fir,
         };
         if let Some(stream) = peer.rtc.direct_api().stream_rx_by_mid(mid, None) {
             stream.request_keyframe(kind);
+            self.keyframe_requests_sent[index] += 1;
             self.mark_dirty(owner);
         }
     }
@@ -342,7 +416,19 @@ impl MediaRoom {
 
     /// Poll every dirty peer until each is waiting on a timeout.
     pub fn drain(&mut self, egress: &impl Egress, counters: &mut Counters) {
+        let now = Instant::now();
+        for (total, pending) in counters
+            .keyframe_requests_sent
+            .iter_mut()
+            .zip(&mut self.keyframe_requests_sent)
+        {
+            *total += std::mem::take(pending);
+        }
         while let Some(slot) = self.dirty.pop() {
+            // str0m queues written RTP until its next timeout input and reports that
+            // as a timeout already due. Feeding it here, once per peer, sends the
+            // forwarded copies now instead of on the shard's next full tick.
+            let mut fed_timeout = false;
             loop {
                 let Some(peer) = self.peers.get_mut(slot).and_then(Option::as_mut) else {
                     break;
@@ -354,11 +440,19 @@ impl MediaRoom {
                     Ok(o) => o,
                     Err(e) => {
                         warn!(room = %self.id, participant = %peer.participant, error = %e, "peer failed");
-                        peer.failed = true;
+                        peer.fail(PeerFailure::RtcError, counters);
                         break;
                     }
                 };
                 match out {
+                    Output::Timeout(t) if t <= now && !fed_timeout => {
+                        fed_timeout = true;
+                        if let Err(e) = peer.rtc.handle_input(str0m::Input::Timeout(now)) {
+                            debug!(error = %e, "timeout input failed");
+                            peer.fail(PeerFailure::RtcError, counters);
+                            break;
+                        }
+                    }
                     Output::Timeout(t) => {
                         peer.next_timeout = t;
                         self.soonest = Some(self.soonest.map_or(t, |s| s.min(t)));
@@ -366,6 +460,12 @@ impl MediaRoom {
                     }
                     Output::Transmit(t) => {
                         counters.sent_packets += 1;
+                        if is_rtcp(&t.contents) {
+                            counters.outbound(Kind::Rtcp, t.contents.len());
+                        } else if rtp_ssrc(&t.contents).is_some_and(|s| peer.rtx_ssrcs.contains(&s))
+                        {
+                            counters.retransmissions += 1;
+                        }
                         if egress.send(&t.contents, t.destination).is_err() {
                             counters.drop(DropReason::SocketFull);
                         }
@@ -394,6 +494,7 @@ impl MediaRoom {
                     KeyframeRequestKind::Pli => KeyframeKind::Pli,
                     KeyframeRequestKind::Fir => KeyframeKind::Fir,
                 };
+                counters.keyframe_requests_received[kind as usize] += 1;
                 let now = Instant::now();
                 let Some(track) = self.tracks.iter_mut().find(|t| t.id == track_id) else {
                     return;
@@ -416,14 +517,16 @@ impl MediaRoom {
             }
             Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
                 if let Some(peer) = self.peer_mut(slot) {
-                    peer.failed = true;
+                    peer.fail(PeerFailure::IceDisconnected, counters);
                 }
             }
             Event::Closed => {
                 if let Some(peer) = self.peer_mut(slot) {
-                    peer.failed = true;
+                    peer.fail(PeerFailure::Closed, counters);
                 }
             }
+            Event::MediaEgressStats(stats) => self.egress_stats(slot, &stats, counters),
+            Event::MediaIngressStats(stats) => self.ingress_stats(slot, &stats, counters),
             _ => {}
         }
     }
@@ -449,6 +552,8 @@ impl MediaRoom {
             return;
         };
         let video = track.kind == MediaKind::Video;
+        let kind = if video { Kind::Video } else { Kind::Audio };
+        counters.inbound(kind, pkt.payload.len());
         let ext = ExtensionValues {
             audio_level: pkt.header.ext_vals.audio_level,
             voice_activity: pkt.header.ext_vals.voice_activity,
@@ -498,8 +603,15 @@ impl MediaRoom {
                 .marker(pkt.header.marker)
                 .ext_vals(ext.clone())
                 .nackable(video);
+            if !dt.rtx_known {
+                if let Some(rtx) = stream.rtx() {
+                    sub.rtx_ssrcs.push(*rtx);
+                }
+                dt.rtx_known = true;
+            }
             stream.write_rtp(write);
             counters.forwarded += 1;
+            counters.outbound(kind, pkt.payload.len());
             if !self.dirty.contains(&r.peer) {
                 self.dirty.push(r.peer);
             }
@@ -514,12 +626,12 @@ impl MediaRoom {
                 continue;
             };
             if !peer.connected && now.saturating_duration_since(peer.created_at) > CONNECT_TIMEOUT {
-                peer.failed = true;
+                peer.fail(PeerFailure::ConnectTimeout, counters);
             }
             if peer.next_timeout <= now && !peer.failed {
                 if let Err(e) = peer.rtc.handle_input(str0m::Input::Timeout(now)) {
                     debug!(error = %e, "timeout input failed");
-                    peer.failed = true;
+                    peer.fail(PeerFailure::RtcError, counters);
                 }
                 self.mark_dirty(slot);
             }

@@ -6,9 +6,10 @@
 //! peer that now has output. Forwarding happens inside that drain as a plain
 //! function call.
 
+use super::counters::{is_rtcp, Kind};
 use super::counters::{Counters, DropReason};
 use super::room::{MediaRoom, PeerSetup};
-use super::stats::ShardStats;
+use super::stats::{LinkMetrics, ShardStats, SNAPSHOT_EVERY};
 use crate::stun;
 use rustc_hash::FxHashMap;
 use signaling::ids::RoomId;
@@ -42,6 +43,7 @@ pub struct Shard {
     pub cert: DtlsCert,
     pub stats: Arc<ShardStats>,
     pub placement: Placement,
+    link: LinkMetrics,
     rooms: FxHashMap<RoomId, MediaRoom>,
     by_ufrag: FxHashMap<String, (RoomId, usize)>,
     by_addr: FxHashMap<SocketAddr, (RoomId, usize)>,
@@ -60,8 +62,10 @@ impl Shard {
         cert: DtlsCert,
         stats: Arc<ShardStats>,
         placement: Placement,
+        link: LinkMetrics,
     ) -> Self {
         Self {
+            link,
             index,
             socket,
             advertised,
@@ -80,8 +84,13 @@ impl Shard {
 
     pub fn run(mut self) {
         info!(shard = self.index, "shard started");
+        self.stats.record_thread();
         let mut buf = vec![0u8; 2048];
         let mut last_sleep = Duration::ZERO;
+        // Busy time: everything but the wait inside recv_from.
+        let mut busy = Duration::ZERO;
+        let mut turn_start = Instant::now();
+        let mut last_snapshot = turn_start;
         loop {
             for _ in 0..COMMANDS_PER_TURN {
                 match self.commands.try_recv() {
@@ -94,6 +103,7 @@ impl Shard {
                 }
             }
             let now = Instant::now();
+            self.stats.beat(now);
             if now >= self.next_deadline {
                 self.tick(now);
             }
@@ -106,12 +116,24 @@ impl Shard {
                 let _ = self.socket.set_read_timeout(Some(sleep));
                 last_sleep = sleep;
             }
-            match self.socket.recv_from(&mut buf) {
+            let waiting = Instant::now();
+            let received = self.socket.recv_from(&mut buf);
+            let working = Instant::now();
+            busy += waiting.saturating_duration_since(turn_start);
+            turn_start = working;
+            match received {
                 Ok((n, source)) => self.handle_datagram(n, source, &mut buf),
                 Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
                 Err(e) => debug!(shard = self.index, error = %e, "recv failed"),
             }
             self.stats.publish(&self.counters);
+            if working.saturating_duration_since(last_snapshot) >= SNAPSHOT_EVERY {
+                self.stats.store_snapshot(&self.counters);
+                last_snapshot = working;
+            }
+            self.stats
+                .busy_ns
+                .store(busy.as_nanos() as u64, std::sync::atomic::Ordering::Relaxed);
         }
     }
 
@@ -141,6 +163,9 @@ impl Shard {
             self.counters.drop(DropReason::UnknownSource);
             return;
         };
+        if is_rtcp(data) {
+            self.counters.inbound(Kind::Rtcp, n);
+        }
         let Ok(contents) = data.try_into() else {
             self.counters.drop(DropReason::Malformed);
             return;
@@ -196,7 +221,7 @@ impl Shard {
                 let media_room = self
                     .rooms
                     .entry(room)
-                    .or_insert_with(|| MediaRoom::new(room));
+                    .or_insert_with(|| MediaRoom::new(room).with_link_metrics(self.link.clone()));
                 let now = Instant::now();
                 let result = media_room.negotiate(
                     participant,
@@ -272,7 +297,9 @@ impl Shard {
     fn publish_gauges(&self) {
         let peers = self.rooms.values().map(|r| r.peers().count()).sum();
         let tracks = self.rooms.values().map(|r| r.track_count()).sum();
-        self.stats.set_gauges(self.rooms.len(), peers, tracks);
+        let subscriptions = self.rooms.values().map(|r| r.subscription_count()).sum();
+        self.stats
+            .set_gauges(self.rooms.len(), peers, tracks, subscriptions);
     }
 }
 
@@ -282,6 +309,8 @@ pub fn build_rtc(cert: DtlsCert) -> Rtc {
     Rtc::builder()
         .set_rtp_mode(true)
         .set_ice_lite(true)
+        // Per-stream NACK/PLI/RTT/loss figures for the metrics, once a second.
+        .set_stats_interval(Some(Duration::from_secs(1)))
         .set_dtls_cert(cert)
         .clear_codecs()
         .enable_opus(true, false)

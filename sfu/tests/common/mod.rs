@@ -400,7 +400,7 @@ pub fn test_config() -> Config {
         ("embedded", sfu::config::EMBEDDED_DEFAULT),
         (
             "test",
-            "[http]\nlisten = \"127.0.0.1:0\"\n[media]\nudp_port = 0\n",
+            "[http]\nlisten = \"127.0.0.1:0\"\n[metrics]\nlisten = \"127.0.0.1:0\"\n[media]\nudp_port = 0\n",
         ),
     ])
     .unwrap()
@@ -436,7 +436,10 @@ pub fn tracks_in_joined(joined: &Value) -> Vec<(MediaKind, u64)> {
 pub fn take_published(peer: &mut TestPeer) -> Vec<(MediaKind, u64)> {
     let mut subs = Vec::new();
     while let Some(m) = peer.take("track_published") {
-        subs.push((kind_of(&m["track"]), m["track"]["track_id"].as_u64().unwrap()));
+        subs.push((
+            kind_of(&m["track"]),
+            m["track"]["track_id"].as_u64().unwrap(),
+        ));
     }
     subs
 }
@@ -467,7 +470,10 @@ pub async fn negotiate(
     let mut all: Vec<&mut TestPeer> = vec![peer];
     all.extend(others.iter_mut().map(|p| &mut **p));
     assert!(
-        pump(&mut all, Duration::from_secs(5), |p| p[0].take("answer").is_some()).await,
+        pump(&mut all, Duration::from_secs(5), |p| p[0]
+            .take("answer")
+            .is_some())
+        .await,
         "{name} gets an answer"
     );
 }

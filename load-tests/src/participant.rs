@@ -1,0 +1,487 @@
+//! One simulated participant: joins through the real signaling websocket with
+//! the web client's protocol, publishes synthetic media, subscribes to every
+//! published track, and measures what it receives.
+
+use crate::media::{OpusSource, VideoSpec, Vp8Source};
+use crate::webrtc_client::{self as wc, Handler, Meters, PcEvent};
+use anyhow::{anyhow, bail, Context, Result};
+use futures_util::{SinkExt, StreamExt};
+use rtc::peer_connection::sdp::RTCSessionDescription;
+use rtc::rtp;
+use rtc::rtp::extension::audio_level_extension::AudioLevelExtension;
+use rtc::rtp::extension::HeaderExtension;
+use rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
+use rtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
+use serde_json::{json, Value};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use tokio_tungstenite::tungstenite::Message;
+use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
+use webrtc::media_stream::track_local::TrackLocal;
+use webrtc::peer_connection::{PeerConnection, PeerConnectionBuilder};
+use webrtc::rtp_transceiver::RtpTransceiver;
+
+#[derive(Debug, Clone)]
+pub struct ParticipantSpec {
+    pub room: String,
+    pub name: String,
+    pub camera: Option<VideoSpec>,
+    pub screen: Option<VideoSpec>,
+    pub microphone: bool,
+    pub subscribe: bool,
+}
+
+/// Shared by every participant of a run.
+#[derive(Default)]
+pub struct RunState {
+    next_source: AtomicU32,
+    pub sent_packets: AtomicU64,
+    pub sent_bytes: AtomicU64,
+    pub errors: Mutex<Vec<String>>,
+    /// Websocket open → `joined`, and → peer connection connected.
+    pub join_ms: Mutex<Vec<(f64, Option<f64>)>>,
+    /// (participant index, its meters), for the report.
+    pub receivers: Mutex<Vec<(usize, Meters)>>,
+    /// Source id → what it is ("camera", "screen", "microphone").
+    pub sources: Mutex<std::collections::HashMap<u32, &'static str>>,
+    /// Source id → when its sender started, so a receiver that joined earlier
+    /// times its first packet and keyframe from the source's start instead.
+    pub source_started: Mutex<std::collections::HashMap<u32, Instant>>,
+    /// True during the measured window: latency and jitter are sampled then.
+    pub steady: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl RunState {
+    pub fn error(&self, e: impl std::fmt::Display) {
+        let mut errors = self.errors.lock().unwrap();
+        if errors.len() < 100 {
+            errors.push(e.to_string());
+        }
+    }
+}
+
+struct Subscription {
+    transceiver: Arc<dyn RtpTransceiver>,
+    track_id: u64,
+}
+
+struct Publication {
+    transceiver: Arc<dyn RtpTransceiver>,
+    source: &'static str,
+}
+
+type WsSink = futures_util::stream::SplitSink<
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+    Message,
+>;
+
+async fn send(ws: &mut WsSink, v: Value) -> Result<()> {
+    ws.send(Message::Text(v.to_string().into()))
+        .await
+        .context("websocket send")
+}
+
+fn kind_of(track: &Value) -> RtpCodecKind {
+    if track["kind"] == "audio" {
+        RtpCodecKind::Audio
+    } else {
+        RtpCodecKind::Video
+    }
+}
+
+/// Run one participant until `stop` turns true, then leave.
+pub async fn run(
+    index: usize,
+    spec: ParticipantSpec,
+    ws_url: String,
+    state: Arc<RunState>,
+    mut stop: watch::Receiver<bool>,
+) {
+    if let Err(e) = run_inner(index, &spec, &ws_url, &state, &mut stop).await {
+        state.error(format!("participant {index}: {e:#}"));
+    }
+}
+
+async fn run_inner(
+    index: usize,
+    spec: &ParticipantSpec,
+    ws_url: &str,
+    state: &Arc<RunState>,
+    stop: &mut watch::Receiver<bool>,
+) -> Result<()> {
+    let started = Instant::now();
+    let (ws, _) = tokio_tungstenite::connect_async(ws_url)
+        .await
+        .context("websocket connect")?;
+    let (mut ws_tx, mut ws_rx) = ws.split();
+    send(
+        &mut ws_tx,
+        json!({"type": "join", "v": 1, "room": spec.room, "name": spec.name}),
+    )
+    .await?;
+    let joined = loop {
+        let msg = tokio::time::timeout(Duration::from_secs(10), ws_rx.next())
+            .await
+            .context("waiting for joined")?
+            .ok_or_else(|| anyhow!("websocket closed before joined"))??;
+        let Message::Text(text) = msg else { continue };
+        let v: Value = serde_json::from_str(&text)?;
+        match v["type"].as_str() {
+            Some("joined") => break v,
+            Some("error") => bail!("join refused: {}", v["code"]),
+            _ => {}
+        }
+    };
+    let joined_ms = started.elapsed().as_secs_f64() * 1000.0;
+
+    let meters: Meters = Default::default();
+    state
+        .receivers
+        .lock()
+        .unwrap()
+        .push((index, meters.clone()));
+    let (pc_tx, mut pc_rx) = mpsc::unbounded_channel();
+    let pc = PeerConnectionBuilder::new()
+        .with_media_engine(wc::media_engine()?)
+        .with_interceptor_registry(wc::interceptors())
+        .with_handler(Arc::new(Handler {
+            events: pc_tx,
+            meters,
+            joined_at: started,
+            state: state.clone(),
+        }))
+        .with_runtime(webrtc::runtime::default_runtime().ok_or_else(|| anyhow!("no runtime"))?)
+        .with_udp_addrs(vec!["127.0.0.1:0"])
+        .build()
+        .await?;
+
+    // Publications.
+    let mut publications = Vec::new();
+    let mut senders: Vec<JoinHandle<()>> = Vec::new();
+    let mut pending_senders: Vec<Box<dyn FnOnce() -> JoinHandle<()> + Send>> = Vec::new();
+    let video_tracks = [("camera", spec.camera), ("screen", spec.screen)];
+    for (source, video) in video_tracks {
+        let Some(video) = video else { continue };
+        let ssrc = fastrand_u32();
+        let track = wc::local_track(RtpCodecKind::Video, source, ssrc, Some(fastrand_u32()));
+        let id = publish(&pc, &track, source, state, &mut publications).await?;
+        let (st, stop) = (state.clone(), stop.clone());
+        pending_senders.push(Box::new(move || {
+            tokio::spawn(send_video(track, ssrc, Vp8Source::new(video, id), st, stop))
+        }));
+    }
+    if spec.microphone {
+        let ssrc = fastrand_u32();
+        let track = wc::local_track(RtpCodecKind::Audio, "microphone", ssrc, None);
+        let id = publish(&pc, &track, "microphone", state, &mut publications).await?;
+        let (st, stop) = (state.clone(), stop.clone());
+        pending_senders.push(Box::new(move || {
+            tokio::spawn(send_audio(track, ssrc, OpusSource::new(id, 32), st, stop))
+        }));
+    }
+
+    // Subscriptions to what is already there.
+    let mut subscriptions: Vec<Subscription> = Vec::new();
+    if spec.subscribe {
+        for p in joined["participants"].as_array().into_iter().flatten() {
+            for t in p["tracks"].as_array().into_iter().flatten() {
+                subscriptions
+                    .push(subscribe(&pc, kind_of(t), t["track_id"].as_u64().unwrap_or(0)).await?);
+            }
+        }
+    }
+
+    let mut first_offer = true;
+    let mut awaiting_answer = false;
+    let mut renegotiate = true;
+    let mut connected_ms = None;
+    let ping_deadline = Duration::from_secs(10);
+    loop {
+        if renegotiate && !awaiting_answer {
+            if publications.is_empty() && subscriptions.is_empty() {
+                renegotiate = false;
+            } else {
+                offer(
+                    &pc,
+                    &mut ws_tx,
+                    &publications,
+                    &subscriptions,
+                    first_offer,
+                    &mut pc_rx,
+                )
+                .await?;
+                first_offer = false;
+                awaiting_answer = true;
+                renegotiate = false;
+            }
+        }
+        tokio::select! {
+            _ = stop.changed() => break,
+            ev = pc_rx.recv() => match ev {
+                Some(PcEvent::Connected) => {
+                    connected_ms.get_or_insert(started.elapsed().as_secs_f64() * 1000.0);
+                    senders.extend(pending_senders.drain(..).map(|start| start()));
+                }
+                Some(PcEvent::Failed) => bail!("peer connection failed"),
+                Some(PcEvent::GatheringComplete) | None => {}
+            },
+            msg = tokio::time::timeout(ping_deadline * 4, ws_rx.next()) => {
+                let msg = msg.context("no signaling for 40 s")?
+                    .ok_or_else(|| anyhow!("websocket closed by the server"))??;
+                let Message::Text(text) = msg else { continue };
+                let v: Value = serde_json::from_str(&text)?;
+                match v["type"].as_str().unwrap_or("") {
+                    "answer" => {
+                        let sdp = v["sdp"].as_str().unwrap_or_default().to_owned();
+                        pc.set_remote_description(RTCSessionDescription::answer(sdp)?).await?;
+                        awaiting_answer = false;
+                    }
+                    "track_published" if spec.subscribe => {
+                        let t = &v["track"];
+                        subscriptions.push(subscribe(&pc, kind_of(t), t["track_id"].as_u64().unwrap_or(0)).await?);
+                        renegotiate = true;
+                    }
+                    "track_unpublished" => {
+                        let id = v["track_id"].as_u64();
+                        if let Some(i) = subscriptions.iter().position(|s| Some(s.track_id) == id) {
+                            let s = subscriptions.remove(i);
+                            s.transceiver.set_direction(RTCRtpTransceiverDirection::Inactive).await?;
+                            renegotiate = true;
+                        }
+                    }
+                    "ping" => send(&mut ws_tx, json!({"type": "pong"})).await?,
+                    "error" => state.error(format!("participant {index}: server error {} {}", v["code"], v["message"])),
+                    _ => {}
+                }
+            }
+        }
+    }
+    state
+        .join_ms
+        .lock()
+        .unwrap()
+        .push((joined_ms, connected_ms));
+    let _ = send(&mut ws_tx, json!({"type": "leave"})).await;
+    for s in senders {
+        s.abort();
+    }
+    let _ = pc.close().await;
+    Ok(())
+}
+
+fn fastrand_u32() -> u32 {
+    // Good enough for SSRCs in a test run: hash of time and a counter.
+    static N: AtomicU32 = AtomicU32::new(1);
+    let t = crate::media::unix_us() as u32;
+    (t ^ N.fetch_add(0x9E37_79B9, Relaxed).rotate_left(13)).max(1)
+}
+
+/// Add a send-only m-line for `track`; returns the source id its packets carry.
+async fn publish(
+    pc: &impl PeerConnection,
+    track: &Arc<TrackLocalStaticRTP>,
+    source: &'static str,
+    state: &RunState,
+    publications: &mut Vec<Publication>,
+) -> Result<u32> {
+    let transceiver = pc
+        .add_transceiver_from_track(
+            track.clone() as Arc<dyn TrackLocal>,
+            Some(RTCRtpTransceiverInit {
+                direction: RTCRtpTransceiverDirection::Sendonly,
+                streams: vec![],
+                send_encodings: vec![],
+            }),
+        )
+        .await?;
+    publications.push(Publication {
+        transceiver,
+        source,
+    });
+    let id = state.next_source.fetch_add(1, Relaxed);
+    state.sources.lock().unwrap().insert(id, source);
+    Ok(id)
+}
+
+async fn subscribe(
+    pc: &impl PeerConnection,
+    kind: RtpCodecKind,
+    track_id: u64,
+) -> Result<Subscription> {
+    let transceiver = pc
+        .add_transceiver_from_kind(
+            kind,
+            Some(RTCRtpTransceiverInit {
+                direction: RTCRtpTransceiverDirection::Recvonly,
+                streams: vec![],
+                send_encodings: vec![],
+            }),
+        )
+        .await?;
+    Ok(Subscription {
+        transceiver,
+        track_id,
+    })
+}
+
+/// Offer the whole publish/subscribe state, as the web client does.
+async fn offer(
+    pc: &impl PeerConnection,
+    ws: &mut WsSink,
+    publications: &[Publication],
+    subscriptions: &[Subscription],
+    first: bool,
+    events: &mut mpsc::UnboundedReceiver<PcEvent>,
+) -> Result<()> {
+    let offer = pc.create_offer(None).await?;
+    pc.set_local_description(offer).await?;
+    if first {
+        // Non-trickle: the offer carries the host candidates.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            match tokio::time::timeout_at(deadline, events.recv()).await {
+                Ok(Some(PcEvent::GatheringComplete)) => break,
+                Ok(Some(_)) => {}
+                Ok(None) | Err(_) => bail!("ICE gathering did not complete"),
+            }
+        }
+    }
+    let sdp = pc
+        .local_description()
+        .await
+        .ok_or_else(|| anyhow!("no local description"))?
+        .sdp;
+    let mut publish = Vec::new();
+    for p in publications {
+        let mid = p.transceiver.mid().await?.unwrap_or_default();
+        publish.push(json!({"mid": mid, "source": p.source}));
+    }
+    let mut subscribe = Vec::new();
+    for s in subscriptions {
+        let mid = s.transceiver.mid().await?.unwrap_or_default();
+        subscribe.push(json!({"mid": mid, "track_id": s.track_id}));
+    }
+    send(
+        ws,
+        json!({"type": "offer", "sdp": sdp, "publish": publish, "subscribe": subscribe}),
+    )
+    .await
+}
+
+async fn write(
+    track: &TrackLocalStaticRTP,
+    pkt: rtp::Packet,
+    ext: Option<HeaderExtension>,
+    state: &RunState,
+) {
+    let bytes = pkt.payload.len() as u64;
+    let result = match ext {
+        Some(e) => track.write_rtp_with_extensions(pkt, &[e]).await,
+        None => track.write_rtp(pkt).await,
+    };
+    match result {
+        Ok(()) => {
+            state.sent_packets.fetch_add(1, Relaxed);
+            state.sent_bytes.fetch_add(bytes, Relaxed);
+        }
+        Err(e) => state.error(format!("write_rtp: {e}")),
+    }
+}
+
+fn rtp_packet(pt: u8, seq: u16, ts: u32, ssrc: u32, marker: bool, payload: Vec<u8>) -> rtp::Packet {
+    rtp::Packet {
+        header: rtp::header::Header {
+            version: 2,
+            marker,
+            payload_type: pt,
+            sequence_number: seq,
+            timestamp: ts,
+            ssrc,
+            ..Default::default()
+        },
+        payload: payload.into(),
+    }
+}
+
+async fn send_video(
+    track: Arc<TrackLocalStaticRTP>,
+    ssrc: u32,
+    mut source: Vp8Source,
+    state: Arc<RunState>,
+    stop: watch::Receiver<bool>,
+) {
+    state
+        .source_started
+        .lock()
+        .unwrap()
+        .insert(source.id(), Instant::now());
+    let mut seq = fastrand_u32() as u16;
+    let ts_base = fastrand_u32();
+    let mut tick = tokio::time::interval(source.frame_interval());
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let keyframe_wanted = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let listener = {
+        let (track, wanted) = (track.clone(), keyframe_wanted.clone());
+        tokio::spawn(async move {
+            while wc::next_keyframe_request(&track).await.is_some() {
+                wanted.store(true, Relaxed);
+            }
+        })
+    };
+    while !*stop.borrow() {
+        tick.tick().await;
+        if keyframe_wanted.swap(false, Relaxed) {
+            source.request_keyframe();
+        }
+        for p in source.next_frame() {
+            let pkt = rtp_packet(
+                wc::VP8_PT,
+                seq,
+                ts_base.wrapping_add(p.rtp_ts),
+                ssrc,
+                p.marker,
+                p.payload,
+            );
+            seq = seq.wrapping_add(1);
+            write(&track, pkt, None, &state).await;
+        }
+    }
+    listener.abort();
+}
+
+async fn send_audio(
+    track: Arc<TrackLocalStaticRTP>,
+    ssrc: u32,
+    mut source: OpusSource,
+    state: Arc<RunState>,
+    stop: watch::Receiver<bool>,
+) {
+    state
+        .source_started
+        .lock()
+        .unwrap()
+        .insert(source.id(), Instant::now());
+    let mut seq = fastrand_u32() as u16;
+    let ts_base = fastrand_u32();
+    let mut tick = tokio::time::interval(OpusSource::INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    while !*stop.borrow() {
+        tick.tick().await;
+        let level = source.audio_level();
+        let p = source.next_packet();
+        let pkt = rtp_packet(
+            wc::OPUS_PT,
+            seq,
+            ts_base.wrapping_add(p.rtp_ts),
+            ssrc,
+            p.marker,
+            p.payload,
+        );
+        seq = seq.wrapping_add(1);
+        let ext = HeaderExtension::AudioLevel(AudioLevelExtension { level, voice: true });
+        write(&track, pkt, Some(ext), &state).await;
+    }
+}

@@ -1,0 +1,152 @@
+//! Output: a table on stdout, a JSON report and an SVG plot.
+
+use crate::scenario::StepResult;
+use anyhow::Result;
+use plotters::prelude::*;
+use serde::Serialize;
+use std::path::Path;
+
+#[derive(Debug, Serialize)]
+pub struct Report<'a> {
+    pub tool: &'static str,
+    pub date_unix_s: u64,
+    pub machine: Machine,
+    pub command: String,
+    pub steps: &'a [StepResult],
+}
+
+#[derive(Debug, Serialize)]
+pub struct Machine {
+    pub cpus: usize,
+    pub cpu_model: String,
+    pub kernel: String,
+}
+
+impl Machine {
+    pub fn this() -> Self {
+        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+        let cpu_model = cpuinfo
+            .lines()
+            .find_map(|l| l.strip_prefix("model name"))
+            .and_then(|l| l.split_once(':'))
+            .map(|(_, m)| m.trim().to_owned())
+            .unwrap_or_default();
+        Self {
+            cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            cpu_model,
+            kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
+                .unwrap_or_default()
+                .trim()
+                .to_owned(),
+        }
+    }
+}
+
+pub fn table(steps: &[StepResult]) -> String {
+    let mut out = String::new();
+    out.push_str(&format!(
+        "{:<26} {:>9} {:>7} {:>13} {:>5} {:>5} {:>21} {:>7} {:>8} {:>13} {:>9} {:>8} {:>8} {:>8} {:>7} {:>6} {:>4}\n",
+        "step", "received", "loss%", "rcvbuf sfu/all", "dup", "reord", "latency p50/95/99 ms", "jit ms", "vid kbps",
+        "1st pkt/key", "fwd/s", "sfu µs", "sfu cpu%", "gen cpu%", "floor×", "KiB/p", "err"
+    ));
+    for s in steps {
+        out.push_str(&format!(
+            "{:<26} {:>9} {:>7.3} {:>13} {:>5} {:>5} {:>21} {:>7.2} {:>8.0} {:>13} {:>9.0} {:>8.2} {:>8.1} {:>8.1} {:>7} {:>6.0} {:>4}\n",
+            s.label,
+            s.received_packets,
+            s.loss_percent,
+            format!("{}/{}", s.sfu_socket_drops, s.udp_rcvbuf_drops),
+            s.duplicates,
+            s.reordered,
+            format!("{:.1}/{:.1}/{:.1}", s.latency_ms_p50, s.latency_ms_p95, s.latency_ms_p99),
+            s.jitter_ms_mean,
+            s.video_kbps_mean,
+            format!("{:.0}/{:.0}", s.first_packet_ms_p50, s.first_keyframe_ms_p50),
+            s.sfu_forwarded_per_s,
+            s.sfu_us_per_copy,
+            s.sfu_process_cpu_percent,
+            s.loadgen_cpu_percent,
+            s.floor_ratio.map_or("-".to_owned(), |r| format!("{r:.1}")),
+            s.sfu_rss_per_participant_kib,
+            s.errors.len(),
+        ));
+    }
+    out
+}
+
+pub fn write_json(path: &Path, report: &Report<'_>) -> Result<()> {
+    std::fs::write(path, serde_json::to_string_pretty(report)?)?;
+    Ok(())
+}
+
+/// Two panels against the step's x: CPU per forwarded copy (SFU shards, and
+/// the floor relay), and receiver-side loss.
+pub fn write_svg(path: &Path, title: &str, x_label: &str, steps: &[StepResult]) -> Result<()> {
+    let root = SVGBackend::new(path, (900, 700)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let (top, bottom) = root.split_vertically(380);
+    let xs: Vec<f64> = steps.iter().map(|s| s.x as f64).collect();
+    let x_max = xs.iter().copied().fold(1.0, f64::max) * 1.05;
+    let cpu_max = steps
+        .iter()
+        .flat_map(|s| {
+            [
+                s.sfu_us_per_copy,
+                s.floor.as_ref().map_or(0.0, |f| f.us_per_copy),
+            ]
+        })
+        .fold(1.0, f64::max)
+        * 1.15;
+    let mut cpu = ChartBuilder::on(&top)
+        .caption(
+            format!("{title}: CPU µs per forwarded copy"),
+            ("sans-serif", 18),
+        )
+        .margin(12)
+        .x_label_area_size(36)
+        .y_label_area_size(56)
+        .build_cartesian_2d(0.0..x_max, 0.0..cpu_max)?;
+    cpu.configure_mesh()
+        .x_desc(x_label)
+        .y_desc("µs / copy")
+        .draw()?;
+    let sfu: Vec<(f64, f64)> = steps
+        .iter()
+        .map(|s| (s.x as f64, s.sfu_us_per_copy))
+        .collect();
+    cpu.draw_series(LineSeries::new(sfu.clone(), &RED))?
+        .label("SFU shard threads")
+        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], RED));
+    cpu.draw_series(sfu.iter().map(|p| Circle::new(*p, 4, RED.filled())))?;
+    let floor: Vec<(f64, f64)> = steps
+        .iter()
+        .filter_map(|s| s.floor.as_ref().map(|f| (s.x as f64, f.us_per_copy)))
+        .collect();
+    if !floor.is_empty() {
+        cpu.draw_series(LineSeries::new(floor.clone(), &BLUE))?
+            .label("floor relay (SRTP + sendto)")
+            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], BLUE));
+        cpu.draw_series(floor.iter().map(|p| Circle::new(*p, 4, BLUE.filled())))?;
+    }
+    cpu.configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .draw()?;
+
+    let loss_max = steps.iter().map(|s| s.loss_percent).fold(0.1, f64::max) * 1.2;
+    let mut loss = ChartBuilder::on(&bottom)
+        .caption("Receiver loss", ("sans-serif", 18))
+        .margin(12)
+        .x_label_area_size(36)
+        .y_label_area_size(56)
+        .build_cartesian_2d(0.0..x_max, 0.0..loss_max)?;
+    loss.configure_mesh()
+        .x_desc(x_label)
+        .y_desc("loss %")
+        .draw()?;
+    let points: Vec<(f64, f64)> = steps.iter().map(|s| (s.x as f64, s.loss_percent)).collect();
+    loss.draw_series(LineSeries::new(points.clone(), &GREEN))?;
+    loss.draw_series(points.iter().map(|p| Circle::new(*p, 4, GREEN.filled())))?;
+    root.present()?;
+    Ok(())
+}

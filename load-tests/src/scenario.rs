@@ -1,0 +1,494 @@
+//! Scenarios: who joins which room with what, and how one measured step runs.
+
+use crate::floor::{self, FloorResult};
+use crate::measure::percentile;
+use crate::media::VideoSpec;
+use crate::participant::{self, ParticipantSpec, RunState};
+use crate::server::{Scrape, ServerUnderTest};
+use anyhow::Result;
+use serde::Serialize;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+
+/// Settings every scenario shares.
+#[derive(Debug, Clone)]
+pub struct Common {
+    /// Bound on each step: ramp-up, settling and measuring.
+    pub duration: Duration,
+    /// Participants started per second.
+    pub ramp: f64,
+    pub video: VideoSpec,
+    pub shards: usize,
+    pub sfu_bin: Option<PathBuf>,
+    /// A running server (http, metrics) instead of spawning one.
+    pub external: Option<(SocketAddr, SocketAddr)>,
+    pub floor: bool,
+    pub quiet: bool,
+}
+
+/// One measured step of a scenario.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub scenario: &'static str,
+    /// The x axis of the report: subscribers, sites, participants.
+    pub x: usize,
+    pub label: String,
+    pub participants: Vec<ParticipantSpec>,
+    /// Replace the oldest participant with a fresh one this often.
+    pub churn_every: Option<Duration>,
+    /// Fan-out to compare with the floor relay (copies per inbound packet).
+    pub floor_fanout: Option<usize>,
+}
+
+pub fn spec(
+    room: &str,
+    name: String,
+    camera: Option<VideoSpec>,
+    mic: bool,
+    subscribe: bool,
+) -> ParticipantSpec {
+    ParticipantSpec {
+        room: room.to_owned(),
+        name,
+        camera,
+        screen: None,
+        microphone: mic,
+        subscribe,
+    }
+}
+
+pub fn fanout(subscribers: usize, video: VideoSpec) -> Plan {
+    let mut participants = vec![spec("fanout", "publisher".into(), Some(video), true, false)];
+    participants
+        .extend((0..subscribers).map(|i| spec("fanout", format!("sub-{i}"), None, false, true)));
+    Plan {
+        scenario: "fanout",
+        x: subscribers,
+        label: format!("fanout 1→{subscribers}"),
+        participants,
+        churn_every: None,
+        floor_fanout: Some(subscribers),
+    }
+}
+
+pub fn briefing(sites: usize, video: VideoSpec) -> Plan {
+    let mut participants = vec![spec("giao-ban", "chair".into(), Some(video), true, true)];
+    participants
+        .extend((0..sites).map(|i| spec("giao-ban", format!("site-{i}"), Some(video), true, true)));
+    Plan {
+        scenario: "briefing",
+        x: sites,
+        label: format!("briefing chair+{sites}"),
+        participants,
+        churn_every: None,
+        floor_fanout: Some(sites),
+    }
+}
+
+pub fn consult(doctors: usize, video: VideoSpec, screen: VideoSpec) -> Plan {
+    let mut participants: Vec<ParticipantSpec> = (0..doctors)
+        .map(|i| spec("hoi-chan", format!("doctor-{i}"), Some(video), true, true))
+        .collect();
+    participants[0].screen = Some(screen);
+    Plan {
+        scenario: "consult",
+        x: doctors,
+        label: format!("consult {doctors} doctors + screen"),
+        participants,
+        churn_every: None,
+        floor_fanout: Some(doctors.saturating_sub(1)),
+    }
+}
+
+pub fn rooms(rooms: usize, per_room: usize, video: VideoSpec) -> Plan {
+    let participants = (0..rooms)
+        .flat_map(|r| {
+            (0..per_room).map(move |i| {
+                spec(
+                    &format!("room-{r}"),
+                    format!("p{r}-{i}"),
+                    Some(video),
+                    true,
+                    true,
+                )
+            })
+        })
+        .collect();
+    Plan {
+        scenario: "rooms",
+        x: rooms * per_room,
+        label: format!("{rooms} rooms × {per_room}"),
+        participants,
+        churn_every: None,
+        floor_fanout: Some(per_room.saturating_sub(1)),
+    }
+}
+
+pub fn churn(participants: usize, every: Duration, video: VideoSpec) -> Plan {
+    Plan {
+        scenario: "churn",
+        x: participants,
+        label: format!("churn {participants} every {} ms", every.as_millis()),
+        participants: (0..participants)
+            .map(|i| spec("churn", format!("c-{i}"), Some(video), true, true))
+            .collect(),
+        churn_every: Some(every),
+        floor_fanout: None,
+    }
+}
+
+/// Everything measured in one step.
+#[derive(Debug, Clone, Serialize)]
+pub struct StepResult {
+    pub scenario: &'static str,
+    pub label: String,
+    pub x: usize,
+    pub participants: usize,
+    pub joins: usize,
+    pub window_s: f64,
+    pub sent_packets: u64,
+    pub received_tracks: usize,
+    pub received_packets: u64,
+    pub lost_packets: u64,
+    pub loss_percent: f64,
+    pub duplicates: u64,
+    pub reordered: u64,
+    pub latency_ms_p50: f64,
+    pub latency_ms_p95: f64,
+    pub latency_ms_p99: f64,
+    pub jitter_ms_mean: f64,
+    pub video_kbps_mean: f64,
+    pub audio_kbps_mean: f64,
+    pub join_ms_p50: f64,
+    pub connected_ms_p50: f64,
+    pub first_packet_ms_p50: f64,
+    pub first_packet_ms_p95: f64,
+    pub first_keyframe_ms_p50: f64,
+    pub first_keyframe_ms_p95: f64,
+    pub sfu_forwarded: f64,
+    pub sfu_forwarded_per_s: f64,
+    pub sfu_drops: f64,
+    /// Datagrams the kernel dropped because a receiving socket's buffer was
+    /// full, over the whole step and the whole machine (/proc/net/snmp).
+    /// The server's sockets have 8 MB buffers; the clients' have the default.
+    pub udp_rcvbuf_drops: u64,
+    /// Of those, the ones on the server's own media sockets.
+    pub sfu_socket_drops: u64,
+    pub sfu_shard_cpu_s: f64,
+    pub sfu_process_cpu_percent: f64,
+    /// Shard-thread CPU per forwarded copy.
+    pub sfu_us_per_copy: f64,
+    /// Whole-process CPU per forwarded copy (signaling and runtime included).
+    pub sfu_process_us_per_copy: f64,
+    pub loadgen_cpu_percent: f64,
+    /// Server resident memory before anyone joined, and at the start and end
+    /// of the measured window.
+    pub sfu_rss_baseline_mib: f64,
+    pub sfu_rss_start_mib: f64,
+    pub sfu_rss_end_mib: f64,
+    /// (RSS at the window's start − baseline) / participants, packet caches included.
+    pub sfu_rss_per_participant_kib: f64,
+    pub floor: Option<FloorResult>,
+    pub floor_ratio: Option<f64>,
+    pub errors: Vec<String>,
+}
+
+/// The kernel's count of UDP datagrams dropped for a full receive buffer.
+fn udp_rcvbuf_errors() -> u64 {
+    let snmp = std::fs::read_to_string("/proc/net/snmp").unwrap_or_default();
+    let mut udp = snmp.lines().filter(|l| l.starts_with("Udp:"));
+    let (Some(names), Some(values)) = (udp.next(), udp.next()) else {
+        return 0;
+    };
+    names
+        .split_whitespace()
+        .zip(values.split_whitespace())
+        .find(|(n, _)| *n == "RcvbufErrors")
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or(0)
+}
+
+fn process_cpu() -> Duration {
+    // SAFETY: an all-zero rusage is valid, and getrusage only writes to it.
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) };
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    tv(u.ru_utime) + tv(u.ru_stime)
+}
+
+struct Running {
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+fn start(index: usize, spec: ParticipantSpec, ws: &str, state: &Arc<RunState>) -> Running {
+    let (stop, rx) = watch::channel(false);
+    let task = tokio::spawn(participant::run(
+        index,
+        spec,
+        ws.to_owned(),
+        state.clone(),
+        rx,
+    ));
+    Running { stop, task }
+}
+
+async fn finish(r: Running) {
+    let _ = r.stop.send(true);
+    let mut task = r.task;
+    if tokio::time::timeout(Duration::from_secs(5), &mut task)
+        .await
+        .is_err()
+    {
+        task.abort();
+    }
+}
+
+pub async fn run_step(common: &Common, plan: &Plan) -> Result<StepResult> {
+    let server = match common.external {
+        Some((http, metrics)) => ServerUnderTest::external(http, metrics),
+        None => ServerUnderTest::spawn(common.sfu_bin.clone(), common.shards)?,
+    };
+    let ws = server.ws_url();
+    let baseline = server.scrape().await.unwrap_or_default();
+    let rcvbuf0 = udp_rcvbuf_errors();
+    let sock0 = server.socket_drops();
+    let state = Arc::new(RunState::default());
+    let begin = Instant::now();
+    let deadline = begin + common.duration;
+    let spacing = Duration::from_secs_f64(1.0 / common.ramp.max(0.1));
+    let mut running = Vec::new();
+    let mut joins = 0;
+    for (i, spec) in plan.participants.iter().enumerate() {
+        running.push(start(i, spec.clone(), &ws, &state));
+        joins += 1;
+        progress(common, plan, begin, &state, "ramp");
+        tokio::time::sleep(spacing).await;
+        if Instant::now() >= deadline {
+            break;
+        }
+    }
+    // Let the last joins connect and their first keyframes arrive.
+    let settle = Duration::from_secs(2).min(deadline.saturating_duration_since(Instant::now()) / 2);
+    tokio::time::sleep(settle).await;
+
+    let scrape0 = server.scrape().await.unwrap_or_default();
+    let (cpu0, t0) = (process_cpu(), Instant::now());
+    state.steady.store(true, Relaxed);
+    let mut next_churn = plan.churn_every.map(|e| Instant::now() + e);
+    let mut next_index = plan.participants.len();
+    while Instant::now() < deadline {
+        let now = Instant::now();
+        if let (Some(at), Some(every)) = (next_churn, plan.churn_every) {
+            if now >= at && !running.is_empty() {
+                finish(running.remove(0)).await;
+                let spec = ParticipantSpec {
+                    name: format!("c-{next_index}"),
+                    ..plan.participants[0].clone()
+                };
+                running.push(start(next_index, spec, &ws, &state));
+                next_index += 1;
+                joins += 1;
+                next_churn = Some(at + every);
+            }
+        }
+        progress(common, plan, begin, &state, "measure");
+        let wake = next_churn
+            .unwrap_or(deadline)
+            .min(deadline)
+            .min(now + Duration::from_secs(1));
+        tokio::time::sleep_until(wake.into()).await;
+    }
+    let scrape1 = server.scrape().await.unwrap_or_default();
+    let (cpu1, window) = (process_cpu(), t0.elapsed());
+    state.steady.store(false, Relaxed);
+    for r in running {
+        finish(r).await;
+    }
+    if !common.quiet {
+        eprintln!();
+    }
+    let rcvbuf_drops = udp_rcvbuf_errors().saturating_sub(rcvbuf0);
+    let sock_drops = server.socket_drops().saturating_sub(sock0);
+    drop(server);
+
+    let floor = match (common.floor, plan.floor_fanout) {
+        (true, Some(n)) if n > 0 => {
+            let (video, d) = (common.video, window.max(Duration::from_secs(1)));
+            Some(tokio::task::spawn_blocking(move || floor::run(n, video, d)).await??)
+        }
+        _ => None,
+    };
+    let scrapes = [&baseline, &scrape0, &scrape1];
+    let mut result = summarize(plan, joins, &state, scrapes, window, cpu1 - cpu0, floor);
+    result.udp_rcvbuf_drops = rcvbuf_drops;
+    result.sfu_socket_drops = sock_drops;
+    Ok(result)
+}
+
+fn progress(common: &Common, plan: &Plan, begin: Instant, state: &RunState, phase: &str) {
+    if common.quiet {
+        return;
+    }
+    let received: u64 = state
+        .receivers
+        .lock()
+        .unwrap()
+        .iter()
+        .flat_map(|(_, m)| {
+            m.lock()
+                .unwrap()
+                .values()
+                .map(|t| t.lock().unwrap().packets)
+                .collect::<Vec<_>>()
+        })
+        .sum();
+    eprint!(
+        "\r[{}] {phase} {:>4.0}/{:.0} s · sent {} · received {} · errors {}   ",
+        plan.label,
+        begin.elapsed().as_secs_f64(),
+        common.duration.as_secs_f64(),
+        state.sent_packets.load(Relaxed),
+        received,
+        state.errors.lock().unwrap().len()
+    );
+    let _ = std::io::stderr().flush();
+}
+
+const RSS: &str = "process_resident_memory_bytes";
+
+fn mib(s: &Scrape) -> f64 {
+    s.get(RSS) / (1024.0 * 1024.0)
+}
+
+fn median_p95(mut v: Vec<f64>) -> (f64, f64) {
+    v.sort_by(f64::total_cmp);
+    let pick = |p: f64| {
+        if v.is_empty() {
+            0.0
+        } else {
+            v[(((p / 100.0) * v.len() as f64).ceil() as usize).clamp(1, v.len()) - 1]
+        }
+    };
+    (pick(50.0), pick(95.0))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn summarize(
+    plan: &Plan,
+    joins: usize,
+    state: &RunState,
+    [baseline, s0, s1]: [&Scrape; 3],
+    window: Duration,
+    loadgen_cpu: Duration,
+    floor: Option<FloorResult>,
+) -> StepResult {
+    let sources = state.sources.lock().unwrap().clone();
+    let mut latencies = Vec::new();
+    let (mut tracks, mut packets, mut lost, mut dups, mut reord) = (0, 0, 0, 0, 0);
+    let (mut jitters, mut video_kbps, mut audio_kbps) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut first_pkt, mut first_key) = (Vec::new(), Vec::new());
+    for (_, meters) in state.receivers.lock().unwrap().iter() {
+        for (source, meter) in meters.lock().unwrap().iter() {
+            let s = meter.lock().unwrap().summary();
+            tracks += 1;
+            packets += s.packets;
+            lost += s.lost;
+            dups += s.duplicates;
+            reord += s.reordered;
+            latencies.extend_from_slice(&s.latencies_us);
+            jitters.push(s.jitter_ms);
+            let video = sources.get(source).is_some_and(|k| *k != "microphone");
+            if video {
+                video_kbps.push(s.bitrate_kbps);
+                first_key.extend(s.first_keyframe_ms);
+            } else {
+                audio_kbps.push(s.bitrate_kbps);
+            }
+            first_pkt.extend(s.first_packet_ms);
+        }
+    }
+    latencies.sort_unstable();
+    let mean = |v: &[f64]| {
+        if v.is_empty() {
+            0.0
+        } else {
+            v.iter().sum::<f64>() / v.len() as f64
+        }
+    };
+    let join_ms = state.join_ms.lock().unwrap().clone();
+    let (join_p50, _) = median_p95(join_ms.iter().map(|j| j.0).collect());
+    let (conn_p50, _) = median_p95(join_ms.iter().filter_map(|j| j.1).collect());
+    let (fp50, fp95) = median_p95(first_pkt);
+    let (fk50, fk95) = median_p95(first_key);
+    let forwarded = s0.delta(s1, "sfu_forwarded_packets_total");
+    let shard_cpu = s0.delta(s1, "sfu_shard_cpu_seconds_total");
+    let proc_cpu = s0.delta(s1, "sfu_process_cpu_seconds_total");
+    let per_copy = |cpu: f64| {
+        if forwarded > 0.0 {
+            cpu * 1e6 / forwarded
+        } else {
+            0.0
+        }
+    };
+    let w = window.as_secs_f64().max(1e-9);
+    let sfu_us_per_copy = per_copy(shard_cpu);
+    StepResult {
+        scenario: plan.scenario,
+        label: plan.label.clone(),
+        x: plan.x,
+        participants: plan.participants.len(),
+        joins,
+        window_s: w,
+        sent_packets: state.sent_packets.load(Relaxed),
+        received_tracks: tracks,
+        received_packets: packets,
+        lost_packets: lost,
+        loss_percent: if packets + lost == 0 {
+            0.0
+        } else {
+            100.0 * lost as f64 / (packets + lost) as f64
+        },
+        duplicates: dups,
+        reordered: reord,
+        latency_ms_p50: percentile(&latencies, 50.0) / 1000.0,
+        latency_ms_p95: percentile(&latencies, 95.0) / 1000.0,
+        latency_ms_p99: percentile(&latencies, 99.0) / 1000.0,
+        jitter_ms_mean: mean(&jitters),
+        video_kbps_mean: mean(&video_kbps),
+        audio_kbps_mean: mean(&audio_kbps),
+        join_ms_p50: join_p50,
+        connected_ms_p50: conn_p50,
+        first_packet_ms_p50: fp50,
+        first_packet_ms_p95: fp95,
+        first_keyframe_ms_p50: fk50,
+        first_keyframe_ms_p95: fk95,
+        sfu_forwarded: forwarded,
+        sfu_forwarded_per_s: forwarded / w,
+        sfu_drops: s0.delta(s1, "sfu_dropped_packets_total"),
+        udp_rcvbuf_drops: 0,
+        sfu_socket_drops: 0,
+        sfu_shard_cpu_s: shard_cpu,
+        sfu_process_cpu_percent: 100.0 * proc_cpu / w,
+        sfu_us_per_copy,
+        sfu_process_us_per_copy: per_copy(proc_cpu),
+        loadgen_cpu_percent: 100.0 * loadgen_cpu.as_secs_f64() / w,
+        sfu_rss_baseline_mib: mib(baseline),
+        sfu_rss_start_mib: mib(s0),
+        sfu_rss_end_mib: mib(s1),
+        sfu_rss_per_participant_kib: (s0.get(RSS) - baseline.get(RSS))
+            / 1024.0
+            / plan.participants.len().max(1) as f64,
+        floor_ratio: floor
+            .as_ref()
+            .filter(|f| f.us_per_copy > 0.0 && sfu_us_per_copy > 0.0)
+            .map(|f| sfu_us_per_copy / f.us_per_copy),
+        floor,
+        errors: state.errors.lock().unwrap().clone(),
+    }
+}

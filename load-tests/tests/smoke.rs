@@ -1,0 +1,48 @@
+//! A few seconds of the real tool against a real `sfu` process, so the load
+//! test cannot rot unnoticed. It checks that media flowed and the report was
+//! written; it asserts nothing about speed.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+fn run(out: &PathBuf, args: &[&str]) -> serde_json::Value {
+    let exe = PathBuf::from(env!("CARGO_BIN_EXE_loadtest"));
+    let sfu = exe.with_file_name("sfu");
+    assert!(
+        sfu.exists(),
+        "{} missing: cargo build -p sfu first",
+        sfu.display()
+    );
+    let status = Command::new(&exe)
+        .args(["--quiet", "--duration", "4", "--out"])
+        .arg(out)
+        .args(args)
+        .status()
+        .expect("loadtest runs");
+    assert!(status.success(), "loadtest {args:?} failed");
+    let scenario = args.iter().find(|a| !a.starts_with("--")).unwrap();
+    let json = std::fs::read_to_string(out.join(format!("{scenario}.json"))).unwrap();
+    serde_json::from_str(&json).unwrap()
+}
+
+#[test]
+fn fanout_and_briefing_smoke() {
+    let out = std::env::temp_dir().join(format!("loadtest-smoke-{}", std::process::id()));
+    let fanout = run(&out, &["fanout", "--subscribers", "2"]);
+    let step = &fanout["steps"][0];
+    assert!(step["received_packets"].as_u64().unwrap() > 0, "{step}");
+    assert!(step["sfu_forwarded"].as_f64().unwrap() > 0.0, "{step}");
+    assert!(step["floor"]["copies"].as_u64().unwrap() > 0, "{step}");
+    assert_eq!(
+        step["received_tracks"], 4,
+        "2 subscribers × (camera + microphone)"
+    );
+    assert!(out.join("fanout.svg").exists());
+
+    let briefing = run(&out, &["--no-floor", "briefing", "--sites", "2"]);
+    let step = &briefing["steps"][0];
+    // Chair + 2 sites, each receiving the other two's camera and microphone.
+    assert_eq!(step["received_tracks"], 12, "{step}");
+    assert_eq!(step["errors"].as_array().unwrap().len(), 0, "{step}");
+    let _ = std::fs::remove_dir_all(&out);
+}
