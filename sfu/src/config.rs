@@ -51,6 +51,8 @@ pub struct MediaConfig {
     pub udp_port: u16,
     pub advertised_ip: IpAddr,
     pub shards: usize,
+    /// A participant whose ICE and DTLS have not completed by then is removed.
+    pub connect_timeout_secs: u64,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -170,6 +172,9 @@ impl Config {
         }
         if self.signaling.max_message_bytes < 4096 {
             problems.push("signaling.max_message_bytes must be at least 4096".to_string());
+        }
+        if !(1..=300).contains(&self.media.connect_timeout_secs) {
+            problems.push("media.connect_timeout_secs must be 1-300".to_string());
         }
         if self.shutdown.drain_secs > 300 {
             problems.push("shutdown.drain_secs must be at most 300".to_string());

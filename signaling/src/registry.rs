@@ -11,7 +11,7 @@ use crate::telemetry::SignalingMetrics;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
-use tracing::info;
+use tracing::{info, Instrument};
 
 pub struct Registry {
     rooms: Mutex<HashMap<String, RoomHandle>>,
@@ -62,14 +62,11 @@ impl Registry {
         );
         let handle = RoomHandle { id, inbox };
         rooms.insert(name.to_string(), handle.clone());
-        tokio::spawn(run_room(
-            self.clone(),
-            name.to_string(),
-            id,
-            room,
-            commands,
-            events,
-        ));
+        // Everything the room task logs carries its id (never its name).
+        let span = tracing::info_span!("room", room = %id);
+        tokio::spawn(
+            run_room(self.clone(), name.to_string(), id, room, commands, events).instrument(span),
+        );
         info!(room = %id, "room started");
         handle
     }

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
-use tracing::debug;
+use tracing::{debug, Instrument};
 
 /// Depth of one connection's outbound queue. A client that lets this many
 /// messages pile up is disconnected by its room.
@@ -61,7 +61,13 @@ pub async fn run(socket: WebSocket, ctx: SessionContext) {
     let metrics = ctx.metrics.clone();
     metrics.connections.inc();
     metrics.connections_total.inc();
-    run_connection(socket, ctx).await;
+    // Ids only: the room and participant are recorded once joined.
+    let span = tracing::info_span!(
+        "session",
+        room = tracing::field::Empty,
+        participant = tracing::field::Empty
+    );
+    run_connection(socket, ctx).instrument(span).await;
     metrics.connections.dec();
 }
 
@@ -230,7 +236,12 @@ async fn handle_text(
                 validate_room(&room)?;
                 let name = validate_name(&name)?;
                 let tx = out_tx.as_ref().expect("present until joined");
-                *joined = Some(join(turn.registry, &room, name, turn.opened_at, tx).await?);
+                let j = join(turn.registry, &room, name, turn.opened_at, tx).await?;
+                let span = tracing::Span::current();
+                span.record("room", tracing::field::display(j.room.id));
+                span.record("participant", tracing::field::display(j.participant));
+                debug!("joined");
+                *joined = Some(j);
                 *out_tx = None;
                 Ok(Flow::Continue)
             }

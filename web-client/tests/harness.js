@@ -8,10 +8,11 @@ import { chromium } from 'playwright-core';
 
 const ROOT = resolve(import.meta.dirname, '../..');
 
-export async function startServer(extraToml = '') {
+// `listen` fixes the HTTP address (a restart test reuses the port).
+export async function startServer(extraToml = '', { listen = '127.0.0.1:0' } = {}) {
   const dir = mkdtempSync(join(tmpdir(), 'sfu-e2e-'));
   const config = join(dir, 'config.toml');
-  writeFileSync(config, `log_level = "info"\n[http]\nlisten = "127.0.0.1:0"\n[metrics]\nlisten = "127.0.0.1:0"\n[media]\nudp_port = 0\n${extraToml}`);
+  writeFileSync(config, `log_level = "info"\n[http]\nlisten = "${listen}"\n[metrics]\nlisten = "127.0.0.1:0"\n[media]\nudp_port = 0\n${extraToml}`);
   const bin = process.env.SFU_BIN || join(ROOT, 'target/debug/sfu');
   const proc = spawn(bin, ['--config', config], { stdio: ['ignore', 'pipe', 'pipe'] });
   let log = '';
@@ -26,7 +27,8 @@ export async function startServer(extraToml = '') {
     });
     proc.on('exit', (code) => reject(new Error(`server exited with ${code}:\n${out}\n${log}`)));
   });
-  return { url, proc, log: () => log, stop: () => proc.kill('SIGKILL') };
+  const exited = new Promise((r) => proc.on('exit', (code, signal) => r({ code, signal })));
+  return { url, proc, exited, log: () => log, stop: () => proc.kill('SIGKILL') };
 }
 
 export async function launchBrowser() {

@@ -62,7 +62,7 @@ impl Engine {
             };
             let (tx, rx) = sync_channel(COMMAND_QUEUE);
             let stats = Arc::new(ShardStats::default());
-            let shard = Shard::new(
+            let mut shard = Shard::new(
                 index,
                 socket,
                 advertised,
@@ -73,6 +73,7 @@ impl Engine {
                 placement.clone(),
                 link.clone(),
             );
+            shard.connect_timeout = std::time::Duration::from_secs(config.connect_timeout_secs);
             std::thread::Builder::new()
                 .name(format!("shard-{index}"))
                 .spawn(move || shard.run())?;

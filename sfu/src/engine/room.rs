@@ -58,6 +58,7 @@ pub struct MediaRoom {
     /// Upstream keyframe requests not yet added to the shard's counters.
     keyframe_requests_sent: [u64; 2],
     link: Option<LinkMetrics>,
+    connect_timeout: Duration,
 }
 
 impl MediaRoom {
@@ -70,7 +71,14 @@ impl MediaRoom {
             soonest: None,
             keyframe_requests_sent: [0; 2],
             link: None,
+            connect_timeout: CONNECT_TIMEOUT,
         }
+    }
+
+    /// How long a new peer may take to complete ICE and DTLS.
+    pub fn with_connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
     }
 
     /// Where stream stats (RTT, jitter, loss) are observed.
@@ -625,7 +633,9 @@ impl MediaRoom {
             let Some(peer) = self.peers[slot].as_mut() else {
                 continue;
             };
-            if !peer.connected && now.saturating_duration_since(peer.created_at) > CONNECT_TIMEOUT {
+            if !peer.connected
+                && now.saturating_duration_since(peer.created_at) > self.connect_timeout
+            {
                 peer.fail(PeerFailure::ConnectTimeout, counters);
             }
             if peer.next_timeout <= now && !peer.failed {

@@ -44,6 +44,7 @@ pub struct Shard {
     pub stats: Arc<ShardStats>,
     pub placement: Placement,
     link: LinkMetrics,
+    pub connect_timeout: Duration,
     rooms: FxHashMap<RoomId, MediaRoom>,
     by_ufrag: FxHashMap<String, (RoomId, usize)>,
     by_addr: FxHashMap<SocketAddr, (RoomId, usize)>,
@@ -66,6 +67,7 @@ impl Shard {
     ) -> Self {
         Self {
             link,
+            connect_timeout: Duration::from_secs(30),
             index,
             socket,
             advertised,
@@ -218,10 +220,11 @@ impl Shard {
                     rtc_config: &build,
                     candidate: self.advertised,
                 };
-                let media_room = self
-                    .rooms
-                    .entry(room)
-                    .or_insert_with(|| MediaRoom::new(room).with_link_metrics(self.link.clone()));
+                let media_room = self.rooms.entry(room).or_insert_with(|| {
+                    MediaRoom::new(room)
+                        .with_link_metrics(self.link.clone())
+                        .with_connect_timeout(self.connect_timeout)
+                });
                 let now = Instant::now();
                 let result = media_room.negotiate(
                     participant,
