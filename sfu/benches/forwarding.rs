@@ -445,6 +445,7 @@ fn join(
     let setup = PeerSetup {
         rtc_config: &build,
         candidate: SERVER,
+        may_publish: true,
     };
     let (answer, slot) = room
         .negotiate(

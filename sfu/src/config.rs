@@ -18,6 +18,25 @@ pub struct Config {
     pub shutdown: ShutdownConfig,
     pub media: MediaConfig,
     pub signaling: SignalingConfig,
+    pub auth: AuthConfig,
+    pub limits: LimitsConfig,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+pub struct AuthConfig {
+    pub key_file: Option<std::path::PathBuf>,
+    pub allow_tokenless: bool,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+pub struct LimitsConfig {
+    pub messages_per_sec: u32,
+    pub message_burst: u32,
+    pub max_name_chars: usize,
+    pub max_rooms: usize,
+    pub max_tracks_per_participant: usize,
+    pub max_sdp_bytes: usize,
+    pub max_connections_per_ip: usize,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -175,6 +194,23 @@ impl Config {
         }
         if !(1..=300).contains(&self.media.connect_timeout_secs) {
             problems.push("media.connect_timeout_secs must be 1-300".to_string());
+        }
+        let l = &self.limits;
+        if l.messages_per_sec == 0 || l.message_burst < l.messages_per_sec {
+            problems.push(
+                "limits.message_burst must be at least limits.messages_per_sec > 0".to_string(),
+            );
+        }
+        if !(1..=256).contains(&l.max_name_chars) {
+            problems.push("limits.max_name_chars must be 1-256".to_string());
+        }
+        if l.max_rooms == 0 || l.max_tracks_per_participant == 0 || l.max_connections_per_ip == 0 {
+            problems.push("limits.max_rooms, max_tracks_per_participant and max_connections_per_ip must be at least 1".to_string());
+        }
+        if l.max_sdp_bytes < 1024 || l.max_sdp_bytes > self.signaling.max_message_bytes {
+            problems.push(
+                "limits.max_sdp_bytes must be 1024 .. signaling.max_message_bytes".to_string(),
+            );
         }
         if self.shutdown.drain_secs > 300 {
             problems.push("shutdown.drain_secs must be at most 300".to_string());

@@ -10,3 +10,4 @@ pub mod munger;
 pub mod sdp;
 pub mod server;
 pub mod stun;
+pub mod tokens;

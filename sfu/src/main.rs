@@ -5,12 +5,25 @@ use std::time::Duration;
 const USAGE: &str = "usage:
   sfu [--config FILE] [--set section.key=value]...   run the server
   sfu check-config [FILE] [--set section.key=value]...  check a config and exit
+  sfu token --room R --identity I --name N --role host|participant|viewer [--ttl 8h]
+            [--base URL] [--config FILE] [--set ...]   mint an access token and print an invite link
 
 Config layers, later wins: the embedded default, FILE, SFU__SECTION__KEY
 environment variables (e.g. SFU__MEDIA__ADVERTISED_IP=203.0.113.7), --set flags.";
 
+#[derive(Default)]
+struct TokenArgs {
+    room: Option<String>,
+    identity: Option<String>,
+    name: Option<String>,
+    role: Option<String>,
+    ttl: Option<String>,
+    base: Option<String>,
+}
+
 struct Args {
     check_only: bool,
+    token: Option<TokenArgs>,
     config: Option<PathBuf>,
     sets: Vec<String>,
 }
@@ -18,11 +31,13 @@ struct Args {
 fn parse_args() -> anyhow::Result<Option<Args>> {
     let mut args = std::env::args().skip(1).peekable();
     let check_only = args.peek().is_some_and(|a| a == "check-config");
-    if check_only {
+    let token_cmd = args.peek().is_some_and(|a| a == "token");
+    if check_only || token_cmd {
         args.next();
     }
     let mut parsed = Args {
         check_only,
+        token: token_cmd.then(TokenArgs::default),
         config: None,
         sets: Vec::new(),
     };
@@ -34,6 +49,20 @@ fn parse_args() -> anyhow::Result<Option<Args>> {
         match arg.as_str() {
             "--config" | "-c" => parsed.config = Some(value("a file")?.into()),
             "--set" => parsed.sets.push(value("section.key=value")?),
+            "--room" | "--identity" | "--name" | "--role" | "--ttl" | "--base"
+                if parsed.token.is_some() =>
+            {
+                let v = value("a value")?;
+                let t = parsed.token.as_mut().expect("checked");
+                match arg.as_str() {
+                    "--room" => t.room = Some(v),
+                    "--identity" => t.identity = Some(v),
+                    "--name" => t.name = Some(v),
+                    "--role" => t.role = Some(v),
+                    "--ttl" => t.ttl = Some(v),
+                    _ => t.base = Some(v),
+                }
+            }
             "--help" | "-h" => {
                 println!("{USAGE}");
                 return Ok(None);
@@ -80,6 +109,9 @@ fn run() -> anyhow::Result<std::process::ExitCode> {
         });
     }
     let config = loaded?;
+    if let Some(t) = &args.token {
+        return mint(&config, t).map(|_| std::process::ExitCode::SUCCESS);
+    }
     sfu::logging::init(&config);
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -99,10 +131,7 @@ fn run() -> anyhow::Result<std::process::ExitCode> {
             media.join(", "),
             server.metrics_addr
         );
-        println!(
-            "Open {}?room=demo&name=Guest to join a room (add &lang=en for English).",
-            server.url()
-        );
+        print_demo_links(&server);
         let signal = wait_for_signal().await?;
         let drain = Duration::from_secs(config.shutdown.drain_secs);
         tracing::info!(
@@ -126,6 +155,78 @@ fn run() -> anyhow::Result<std::process::ExitCode> {
     // Shard threads and lingering tasks end with the process.
     runtime.shutdown_timeout(Duration::from_millis(500));
     Ok(std::process::ExitCode::SUCCESS)
+}
+
+/// The first-run experience: links that work right away, with fresh tokens.
+fn print_demo_links(server: &sfu::server::RunningServer) {
+    use signaling::auth::Role;
+    let ttl = Duration::from_secs(12 * 3600);
+    let base = server.url();
+    let host = server
+        .auth
+        .mint("demo", "demo-host", "Chủ trì", Role::Host, ttl, None);
+    let guest = server
+        .auth
+        .mint("demo", "demo-guest", "Khách", Role::Participant, ttl, None);
+    println!(
+        "Host invite link (12 h):        {}",
+        sfu::tokens::invite_link(&base, "demo", &host)
+    );
+    println!(
+        "Participant invite link (12 h): {}",
+        sfu::tokens::invite_link(&base, "demo", &guest)
+    );
+    println!("Open one in each browser tab (add &lang=en for English). More: sfu token --help");
+    if server.key_source == sfu::tokens::KeySource::Ephemeral {
+        println!("Note: no auth.key_file or SFU_TOKEN_KEY, so these tokens stop working when the server restarts.");
+    }
+}
+
+/// `sfu token`: print a token and an invite link for it.
+fn mint(config: &Config, t: &TokenArgs) -> anyhow::Result<()> {
+    let need = |v: &Option<String>, flag: &str| {
+        v.clone()
+            .ok_or_else(|| anyhow::anyhow!("sfu token needs {flag}\n\n{USAGE}"))
+    };
+    let room = need(&t.room, "--room")?;
+    signaling::protocol::validate_room(&room)
+        .map_err(|e| anyhow::anyhow!("--room: {}", e.message))?;
+    let identity = need(&t.identity, "--identity")?;
+    let name = signaling::protocol::validate_name_max(
+        &need(&t.name, "--name")?,
+        config.limits.max_name_chars,
+    )
+    .map_err(|e| anyhow::anyhow!("--name: {}", e.message))?;
+    let role_text = need(&t.role, "--role")?;
+    let role = sfu::tokens::parse_role(&role_text).ok_or_else(|| {
+        anyhow::anyhow!("--role must be host, participant or viewer, not '{role_text}'")
+    })?;
+    let ttl_text = t.ttl.clone().unwrap_or_else(|| "8h".into());
+    let ttl = sfu::tokens::parse_ttl(&ttl_text)
+        .ok_or_else(|| anyhow::anyhow!("--ttl '{ttl_text}': use 90s, 30m, 8h or 7d"))?;
+    let (auth, source) =
+        sfu::tokens::build_auth(&config.auth, std::env::var("SFU_TOKEN_KEY").ok())?;
+    if source == sfu::tokens::KeySource::Ephemeral {
+        anyhow::bail!(
+            "no token key: set auth.key_file in the config (or SFU_TOKEN_KEY) to the server's key"
+        );
+    }
+    let token = auth.mint(&room, &identity, &name, role, ttl, None);
+    let base = t.base.clone().unwrap_or_else(|| {
+        let a = config.http.listen;
+        let host = if a.ip().is_unspecified() {
+            "127.0.0.1".to_string()
+        } else {
+            a.ip().to_string()
+        };
+        format!("http://{host}:{}/", a.port())
+    });
+    println!("token: {token}");
+    println!(
+        "invite link: {}",
+        sfu::tokens::invite_link(&base, &room, &token)
+    );
+    Ok(())
 }
 
 async fn wait_for_signal() -> anyhow::Result<&'static str> {

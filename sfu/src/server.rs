@@ -14,6 +14,9 @@ use tokio::net::TcpListener;
 
 pub struct RunningServer {
     pub http_addr: SocketAddr,
+    /// Signs invite tokens; the same key verifies joins.
+    pub auth: Arc<signaling::auth::Auth>,
+    pub key_source: crate::tokens::KeySource,
     shutdown: tokio::sync::watch::Sender<Option<ShutdownNotice>>,
     pub signaling_metrics: Arc<SignalingMetrics>,
     /// Where Prometheus scrapes `/metrics`.
@@ -76,9 +79,18 @@ pub async fn start(config: &Config) -> anyhow::Result<RunningServer> {
         RoomLimits {
             max_participants: config.signaling.max_participants_per_room,
             ping_interval,
+            max_tracks_per_participant: config.limits.max_tracks_per_participant,
+            max_sdp_bytes: config.limits.max_sdp_bytes,
         },
+        config.limits.max_rooms,
         signaling_metrics.clone(),
     );
+    let (auth, key_source) =
+        crate::tokens::build_auth(&config.auth, std::env::var("SFU_TOKEN_KEY").ok())?;
+    if auth.allow_tokenless {
+        tracing::warn!("DEVELOPMENT MODE: auth.allow_tokenless = true, anyone who knows a room name can join it");
+    }
+    let auth = Arc::new(auth);
     let (shutdown, shutdown_rx) = tokio::sync::watch::channel(None);
     let media_ready = {
         let engine = engine.clone();
@@ -89,7 +101,12 @@ pub async fn start(config: &Config) -> anyhow::Result<RunningServer> {
         session: SessionConfig {
             ping_interval,
             dead_after: Duration::from_secs(config.signaling.dead_after_secs),
+            max_name_chars: config.limits.max_name_chars,
+            messages_per_sec: config.limits.messages_per_sec,
+            message_burst: config.limits.message_burst,
         },
+        auth: auth.clone(),
+        connections: signaling::http::ConnectionLimit::new(config.limits.max_connections_per_ip),
         max_message_bytes: config.signaling.max_message_bytes,
         metrics: signaling_metrics.clone(),
         shutdown: shutdown_rx.clone(),
@@ -101,6 +118,7 @@ pub async fn start(config: &Config) -> anyhow::Result<RunningServer> {
     let http_addr = listener.local_addr()?;
     let app = router(state);
     let task = tokio::spawn(async move {
+        let app = app.into_make_service_with_connect_info::<SocketAddr>();
         if let Err(e) = axum::serve(listener, app).await {
             tracing::error!(error = %e, "http server stopped");
         }
@@ -124,6 +142,8 @@ pub async fn start(config: &Config) -> anyhow::Result<RunningServer> {
         }
     });
     Ok(RunningServer {
+        auth,
+        key_source,
         shutdown,
         signaling_metrics,
         http_addr,

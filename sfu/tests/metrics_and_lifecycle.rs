@@ -62,7 +62,7 @@ fn config() -> sfu::config::Config {
         ("embedded", sfu::config::EMBEDDED_DEFAULT),
         (
             "test",
-            "[http]\nlisten = \"127.0.0.1:0\"\n[metrics]\nlisten = \"127.0.0.1:0\"\n[media]\nudp_port = 0\nconnect_timeout_secs = 2\n",
+            "[http]\nlisten = \"127.0.0.1:0\"\n[metrics]\nlisten = \"127.0.0.1:0\"\n[auth]\nallow_tokenless = true\n[media]\nudp_port = 0\nconnect_timeout_secs = 2\n",
         ),
     ])
     .unwrap()

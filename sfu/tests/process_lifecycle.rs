@@ -73,7 +73,12 @@ async fn sigterm_tells_clients_and_exits_zero_within_the_drain_bound() {
             "--set",
             "shutdown.drain_secs=3",
         ])
-        .args(["--set", "shutdown.retry_after_ms=1500"])
+        .args([
+            "--set",
+            "shutdown.retry_after_ms=1500",
+            "--set",
+            "auth.allow_tokenless=true",
+        ])
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();

@@ -27,7 +27,7 @@ async fn next_json(
 async fn silent_client_is_removed_and_others_are_told() {
     let config = Config::from_layers(&[
         ("embedded", sfu::config::EMBEDDED_DEFAULT),
-        ("test", "[http]\nlisten = \"127.0.0.1:0\"\n[metrics]\nlisten = \"127.0.0.1:0\"\n[media]\nudp_port = 0\n[signaling]\nping_interval_secs = 1\ndead_after_secs = 2\n"),
+        ("test", "[http]\nlisten = \"127.0.0.1:0\"\n[metrics]\nlisten = \"127.0.0.1:0\"\n[auth]\nallow_tokenless = true\n[media]\nudp_port = 0\n[signaling]\nping_interval_secs = 1\ndead_after_secs = 2\n"),
     ])
     .unwrap();
     let server = sfu::server::start(&config).await.unwrap();

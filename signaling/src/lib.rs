@@ -3,6 +3,7 @@
 //! Signaling owns who is in which room and what they publish. It never touches
 //! media; it talks to the media engine through [`media::MediaPlane`].
 
+pub mod auth;
 pub mod http;
 pub mod ids;
 pub mod media;

@@ -33,6 +33,8 @@ pub enum MediaError {
     Mismatch(String),
     #[error("the media engine is overloaded or stopping")]
     Busy,
+    #[error("{0}")]
+    Forbidden(String),
 }
 
 pub type Reply<T> = oneshot::Sender<Result<T, MediaError>>;
@@ -49,6 +51,9 @@ pub enum MediaCommand {
         offer: String,
         publish: Vec<Publication>,
         subscribe: Vec<Subscription>,
+        /// False for viewers: the engine refuses any m-line that sends, so it
+        /// accepts no media from them even if signaling were bypassed.
+        may_publish: bool,
         events: mpsc::Sender<MediaEvent>,
         reply: Reply<String>,
     },

@@ -78,12 +78,29 @@ pub struct PublishedEntry {
     pub track_id: TrackId,
 }
 
+/// What a host can do to another participant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ModerateAction {
+    /// Mark one of their sources muted; their client mutes it.
+    Mute,
+    /// Remove them from the room.
+    Remove,
+}
+
 /// Client to server.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum ClientMessage {
     /// First message on a connection.
-    Join { v: u32, room: String, name: String },
+    Join {
+        v: u32,
+        room: String,
+        name: String,
+        /// The access token from the invite link (see docs/security.md).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        token: Option<String>,
+    },
     /// A complete description of what the client wants: every m-line it
     /// publishes on and every m-line it receives on. Lines not listed carry nothing.
     Offer {
@@ -95,6 +112,14 @@ pub enum ClientMessage {
     },
     /// The client muted or unmuted one of its sources.
     Mute { source: TrackSource, muted: bool },
+    /// Host only: act on another participant.
+    Moderate {
+        action: ModerateAction,
+        participant_id: ParticipantId,
+        /// For `mute`: which source (default: microphone).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        source: Option<TrackSource>,
+    },
     /// Answer to the server's `ping`.
     Pong {},
     /// Leave the room; the server closes the connection after this.
@@ -111,6 +136,8 @@ pub enum ServerMessage {
         participant_id: ParticipantId,
         participants: Vec<ParticipantInfo>,
         ping_interval_ms: u64,
+        /// `host`, `participant` or `viewer`: what this participant may do.
+        role: String,
     },
     ParticipantJoined {
         participant: ParticipantInfo,
@@ -180,6 +207,28 @@ pub enum ErrorCode {
     TooSlow,
     /// The server is shutting down and takes no new joins; reconnect shortly.
     ShuttingDown,
+    /// `join` without an access token on a server that requires one.
+    Unauthorized,
+    /// The token's signature, format or algorithm is wrong (forged, tampered, another server's).
+    InvalidToken,
+    /// The token has expired.
+    TokenExpired,
+    /// The token is for another room.
+    WrongRoom,
+    /// The participant's role does not allow this (publishing as a viewer, moderating as a participant).
+    Forbidden,
+    /// More messages per second than the server allows on one connection.
+    RateLimited,
+    /// An offer publishes more tracks than a participant may.
+    TooManyTracks,
+    /// The server already has as many rooms as it allows.
+    ServerFull,
+    /// Too many open connections from one address.
+    TooManyConnections,
+    /// The offer's SDP is larger than the server accepts.
+    SdpTooLarge,
+    /// The host removed this participant from the room.
+    Removed,
     /// A bug on the server. The message says no more than that.
     Internal,
 }
@@ -201,11 +250,22 @@ impl ErrorCode {
             ErrorCode::MediaFailed => "media_failed",
             ErrorCode::TooSlow => "too_slow",
             ErrorCode::ShuttingDown => "shutting_down",
+            ErrorCode::Unauthorized => "unauthorized",
+            ErrorCode::InvalidToken => "invalid_token",
+            ErrorCode::TokenExpired => "token_expired",
+            ErrorCode::WrongRoom => "wrong_room",
+            ErrorCode::Forbidden => "forbidden",
+            ErrorCode::RateLimited => "rate_limited",
+            ErrorCode::TooManyTracks => "too_many_tracks",
+            ErrorCode::ServerFull => "server_full",
+            ErrorCode::TooManyConnections => "too_many_connections",
+            ErrorCode::SdpTooLarge => "sdp_too_large",
+            ErrorCode::Removed => "removed",
             ErrorCode::Internal => "internal",
         }
     }
 
-    pub const ALL: [ErrorCode; 15] = [
+    pub const ALL: [ErrorCode; 26] = [
         ErrorCode::BadMessage,
         ErrorCode::UnsupportedVersion,
         ErrorCode::NotJoined,
@@ -220,6 +280,17 @@ impl ErrorCode {
         ErrorCode::MediaFailed,
         ErrorCode::TooSlow,
         ErrorCode::ShuttingDown,
+        ErrorCode::Unauthorized,
+        ErrorCode::InvalidToken,
+        ErrorCode::TokenExpired,
+        ErrorCode::WrongRoom,
+        ErrorCode::Forbidden,
+        ErrorCode::RateLimited,
+        ErrorCode::TooManyTracks,
+        ErrorCode::ServerFull,
+        ErrorCode::TooManyConnections,
+        ErrorCode::SdpTooLarge,
+        ErrorCode::Removed,
         ErrorCode::Internal,
     ];
 }
@@ -261,6 +332,7 @@ impl ClientMessage {
             ClientMessage::Join { .. } => "join",
             ClientMessage::Offer { .. } => "offer",
             ClientMessage::Mute { .. } => "mute",
+            ClientMessage::Moderate { .. } => "moderate",
             ClientMessage::Pong {} => "pong",
             ClientMessage::Leave {} => "leave",
         }
@@ -293,16 +365,21 @@ pub fn validate_room(room: &str) -> Result<(), ProtocolError> {
 /// Display names: 1–64 characters after trimming, no control characters.
 /// Vietnamese names with diacritics are letters like any other.
 pub fn validate_name(name: &str) -> Result<String, ProtocolError> {
+    validate_name_max(name, 64)
+}
+
+/// Display names: 1–`max` characters after trimming, no control characters.
+pub fn validate_name_max(name: &str, max: usize) -> Result<String, ProtocolError> {
     let trimmed = name.trim();
     let ok = !trimmed.is_empty()
-        && trimmed.chars().count() <= 64
+        && trimmed.chars().count() <= max
         && !trimmed.chars().any(|c| c.is_control());
     if ok {
         Ok(trimmed.to_string())
     } else {
         Err(ProtocolError::new(
             ErrorCode::InvalidName,
-            "name must be 1-64 characters without control characters",
+            format!("name must be 1-{max} characters without control characters"),
         ))
     }
 }

@@ -6,6 +6,7 @@
 
 use crate::ids::{IdSource, RoomId};
 use crate::media::MediaPlane;
+use crate::protocol::{ErrorCode, ProtocolError};
 use crate::room::{Room, RoomCommand, RoomHandle, RoomLimits, ROOM_INBOX};
 use crate::telemetry::SignalingMetrics;
 use std::collections::HashMap;
@@ -18,6 +19,7 @@ pub struct Registry {
     media: Arc<dyn MediaPlane>,
     ids: Arc<IdSource>,
     limits: RoomLimits,
+    max_rooms: usize,
     pub metrics: Arc<SignalingMetrics>,
 }
 
@@ -25,6 +27,7 @@ impl Registry {
     pub fn new(
         media: Arc<dyn MediaPlane>,
         limits: RoomLimits,
+        max_rooms: usize,
         metrics: Arc<SignalingMetrics>,
     ) -> Arc<Self> {
         Arc::new(Self {
@@ -32,6 +35,7 @@ impl Registry {
             media,
             ids: Arc::new(IdSource::new()),
             limits,
+            max_rooms,
             metrics,
         })
     }
@@ -40,13 +44,20 @@ impl Registry {
         self.rooms.lock().expect("registry lock poisoned").len()
     }
 
-    /// The running room with this name, started if there is none.
-    pub fn get_or_start(self: &Arc<Self>, name: &str) -> RoomHandle {
+    /// The running room with this name, started if there is none and the
+    /// server has room for it.
+    pub fn get_or_start(self: &Arc<Self>, name: &str) -> Result<RoomHandle, ProtocolError> {
         let mut rooms = self.rooms.lock().expect("registry lock poisoned");
         if let Some(handle) = rooms.get(name) {
             if !handle.inbox.is_closed() {
-                return handle.clone();
+                return Ok(handle.clone());
             }
+        }
+        if rooms.len() >= self.max_rooms {
+            return Err(ProtocolError::new(
+                ErrorCode::ServerFull,
+                format!("the server already has {} rooms", self.max_rooms),
+            ));
         }
         let id = RoomId(self.ids.next());
         let (inbox, commands) = mpsc::channel(ROOM_INBOX);
@@ -68,7 +79,7 @@ impl Registry {
             run_room(self.clone(), name.to_string(), id, room, commands, events).instrument(span),
         );
         info!(room = %id, "room started");
-        handle
+        Ok(handle)
     }
 
     /// Called by a room task that became empty. Removes it only if no command

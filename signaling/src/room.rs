@@ -6,8 +6,10 @@
 //! bounded outbound queue; a participant whose queue is full is disconnected
 //! rather than allowed to stall the room.
 
+use crate::auth::Grant;
 use crate::ids::{IdSource, ParticipantId, RoomId, TrackId};
 use crate::media::{MediaCommand, MediaError, MediaEvent, MediaPlane, Publication, Subscription};
+use crate::protocol::ModerateAction;
 use crate::protocol::{
     ErrorCode, ParticipantInfo, ProtocolError, PublishEntry, PublishedEntry, ServerMessage,
     SubscribeEntry, TrackInfo, TrackSource, PROTOCOL_VERSION,
@@ -36,6 +38,7 @@ pub enum Outbound {
 pub enum RoomCommand {
     Join {
         name: String,
+        grant: Grant,
         /// When the participant's websocket opened, for the join-duration metric.
         opened_at: std::time::Instant,
         out: mpsc::Sender<Outbound>,
@@ -55,6 +58,12 @@ pub enum RoomCommand {
     Leave {
         participant: ParticipantId,
     },
+    Moderate {
+        by: ParticipantId,
+        action: ModerateAction,
+        target: ParticipantId,
+        source: Option<TrackSource>,
+    },
     Media(MediaEvent),
 }
 
@@ -69,6 +78,8 @@ pub struct RoomHandle {
 pub struct RoomLimits {
     pub max_participants: usize,
     pub ping_interval: Duration,
+    pub max_tracks_per_participant: usize,
+    pub max_sdp_bytes: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -84,6 +95,7 @@ struct Member {
     tracks: Vec<PublishedTrack>,
     /// Set until the media connects for the first time.
     opened_at: Option<std::time::Instant>,
+    grant: Grant,
 }
 
 impl Member {
@@ -144,11 +156,12 @@ impl Room {
         match cmd {
             RoomCommand::Join {
                 name,
+                grant,
                 opened_at,
                 out,
                 reply,
             } => {
-                let result = self.join(name, opened_at, out);
+                let result = self.join(name, grant, opened_at, out);
                 let _ = reply.send(result);
             }
             RoomCommand::Offer {
@@ -167,6 +180,16 @@ impl Room {
                 muted,
             } => self.mute(participant, source, muted),
             RoomCommand::Leave { participant } => self.leave(participant),
+            RoomCommand::Moderate {
+                by,
+                action,
+                target,
+                source,
+            } => {
+                if let Err(e) = self.moderate(by, action, target, source) {
+                    self.send(by, e.to_message());
+                }
+            }
             RoomCommand::Media(MediaEvent::Connected { participant }) => {
                 debug!(room = %self.id, %participant, "media connected");
                 if let Some(opened) = self
@@ -192,6 +215,7 @@ impl Room {
     fn join(
         &mut self,
         name: String,
+        grant: Grant,
         opened_at: std::time::Instant,
         out: mpsc::Sender<Outbound>,
     ) -> Result<ParticipantId, ProtocolError> {
@@ -210,6 +234,7 @@ impl Room {
             out,
             tracks: Vec::new(),
             opened_at: Some(opened_at),
+            grant,
         };
         self.metrics.joins_total.inc();
         let joined = ServerMessage::Joined {
@@ -218,6 +243,7 @@ impl Room {
             participant_id: id,
             participants: self.members.iter().map(|(pid, m)| m.info(*pid)).collect(),
             ping_interval_ms: self.limits.ping_interval.as_millis() as u64,
+            role: member.grant.role.as_str().to_string(),
         };
         let announce = ServerMessage::ParticipantJoined {
             participant: member.info(id),
@@ -242,6 +268,8 @@ impl Room {
             .ok_or_else(|| ProtocolError::new(ErrorCode::NotJoined, "not in this room"))?;
         check_unique_mids(&publish, &subscribe)?;
         check_unique_sources(&publish)?;
+        check_allowed(&member.grant, &self.limits, &sdp, &publish, &subscribe)?;
+        let may_publish = member.grant.permissions.publish;
 
         // Keep the track id of an m-line that keeps publishing the same source.
         let mut next_tracks = Vec::with_capacity(publish.len());
@@ -289,6 +317,7 @@ impl Room {
                 room: self.id,
                 participant,
                 offer: sdp,
+                may_publish,
                 publish: next_tracks
                     .iter()
                     .map(|t| Publication {
@@ -374,6 +403,63 @@ impl Room {
         self.broadcast_except(participant, &msg);
     }
 
+    /// A host acting on another participant. Everyone else gets `forbidden`.
+    fn moderate(
+        &mut self,
+        by: ParticipantId,
+        action: ModerateAction,
+        target: ParticipantId,
+        source: Option<TrackSource>,
+    ) -> Result<(), ProtocolError> {
+        let allowed = self
+            .members
+            .get(&by)
+            .is_some_and(|m| m.grant.permissions.moderate);
+        if !allowed {
+            return Err(ProtocolError::new(
+                ErrorCode::Forbidden,
+                "only the host can mute or remove others",
+            ));
+        }
+        if !self.members.contains_key(&target) || target == by {
+            return Err(ProtocolError::new(
+                ErrorCode::BadMessage,
+                "no such other participant in this room",
+            ));
+        }
+        match action {
+            ModerateAction::Remove => {
+                if let Some(m) = self.members.get(&target) {
+                    let _ = m.out.try_send(Outbound::Close(ProtocolError::new(
+                        ErrorCode::Removed,
+                        "the host removed you from the room",
+                    )));
+                }
+                info!(room = %self.id, participant = %target, host = %by, "removed by the host");
+                self.leave(target);
+            }
+            ModerateAction::Mute => {
+                let source = source.unwrap_or(TrackSource::Microphone);
+                let track = self
+                    .members
+                    .get_mut(&target)
+                    .and_then(|m| m.tracks.iter_mut().find(|t| t.info.source == source));
+                if let Some(track) = track {
+                    track.info.muted = true;
+                    let msg = ServerMessage::MuteChanged {
+                        participant_id: target,
+                        track_id: track.info.track_id,
+                        muted: true,
+                    };
+                    // The target is told too: its client mutes the source itself.
+                    self.broadcast_except(by, &msg);
+                    self.send(by, msg);
+                }
+            }
+        }
+        Ok(())
+    }
+
     fn leave(&mut self, participant: ParticipantId) {
         if self.members.remove(&participant).is_none() {
             return;
@@ -434,6 +520,7 @@ fn media_error(e: MediaError) -> ProtocolError {
             ProtocolError::new(ErrorCode::InvalidOffer, format!("invalid SDP: {m}"))
         }
         MediaError::Mismatch(m) => ProtocolError::new(ErrorCode::InvalidOffer, m),
+        MediaError::Forbidden(m) => ProtocolError::new(ErrorCode::Forbidden, m),
         MediaError::Busy => {
             ProtocolError::new(ErrorCode::ServerBusy, "the media server is busy; try again")
         }
@@ -469,6 +556,55 @@ fn check_unique_sources(publish: &[PublishEntry]) -> Result<(), ProtocolError> {
                 "each source (camera, microphone, screen) may be published once",
             ));
         }
+    }
+    Ok(())
+}
+
+/// What the participant's grant and the room's limits allow in one offer.
+fn check_allowed(
+    grant: &Grant,
+    limits: &RoomLimits,
+    sdp: &str,
+    publish: &[PublishEntry],
+    subscribe: &[SubscribeEntry],
+) -> Result<(), ProtocolError> {
+    if sdp.len() > limits.max_sdp_bytes {
+        return Err(ProtocolError::new(
+            ErrorCode::SdpTooLarge,
+            format!(
+                "the SDP is {} bytes; at most {} are accepted",
+                sdp.len(),
+                limits.max_sdp_bytes
+            ),
+        ));
+    }
+    let p = grant.permissions;
+    if !publish.is_empty() && !p.publish {
+        return Err(ProtocolError::new(
+            ErrorCode::Forbidden,
+            format!("a {} may not publish", grant.role.as_str()),
+        ));
+    }
+    if publish.iter().any(|e| e.source == TrackSource::Screen) && !p.screen_share {
+        return Err(ProtocolError::new(
+            ErrorCode::Forbidden,
+            "screen sharing is not allowed for you",
+        ));
+    }
+    if !subscribe.is_empty() && !p.subscribe {
+        return Err(ProtocolError::new(
+            ErrorCode::Forbidden,
+            "receiving media is not allowed for you",
+        ));
+    }
+    if publish.len() > limits.max_tracks_per_participant {
+        return Err(ProtocolError::new(
+            ErrorCode::TooManyTracks,
+            format!(
+                "at most {} published tracks per participant",
+                limits.max_tracks_per_participant
+            ),
+        ));
     }
     Ok(())
 }

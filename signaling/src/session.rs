@@ -1,9 +1,10 @@
 //! One websocket connection: parses client messages, forwards them to the
 //! participant's room, writes the room's messages back, and enforces liveness.
 
+use crate::auth::{Auth, Grant};
 use crate::ids::ParticipantId;
 use crate::protocol::{
-    validate_name, validate_room, ClientMessage, ErrorCode, ProtocolError, ServerMessage,
+    validate_name_max, validate_room, ClientMessage, ErrorCode, ProtocolError, ServerMessage,
     PROTOCOL_VERSION,
 };
 use crate::registry::Registry;
@@ -26,6 +27,10 @@ pub struct SessionConfig {
     pub ping_interval: Duration,
     /// A connection that sends nothing for this long is closed and its participant removed.
     pub dead_after: Duration,
+    pub max_name_chars: usize,
+    /// Sustained client messages per second, and the burst allowed above it.
+    pub messages_per_sec: u32,
+    pub message_burst: u32,
 }
 
 /// Announced to every connection when the server starts to shut down.
@@ -40,6 +45,7 @@ pub struct ShutdownNotice {
 #[derive(Clone)]
 pub struct SessionContext {
     pub registry: Arc<Registry>,
+    pub auth: Arc<Auth>,
     pub config: SessionConfig,
     pub metrics: Arc<SignalingMetrics>,
     pub shutdown: watch::Receiver<Option<ShutdownNotice>>,
@@ -71,13 +77,45 @@ pub async fn run(socket: WebSocket, ctx: SessionContext) {
     metrics.connections.dec();
 }
 
+/// The error for a connection over `max_connections_per_ip`.
+pub fn too_many_connections() -> ProtocolError {
+    ProtocolError::new(
+        ErrorCode::TooManyConnections,
+        "too many open connections from your address",
+    )
+}
+
+/// Send one error and close, without starting a session.
+pub async fn refuse(socket: WebSocket, metrics: Arc<SignalingMetrics>, e: ProtocolError) {
+    let (mut ws_tx, _) = socket.split();
+    close_with_error(&mut ws_tx, e, &metrics).await;
+}
+
+/// The protocol's way to end a connection for an error: the `error` message,
+/// then a close frame with code 4000 and the error code as its reason.
+async fn close_with_error(
+    ws_tx: &mut futures_util::stream::SplitSink<WebSocket, Message>,
+    e: ProtocolError,
+    metrics: &SignalingMetrics,
+) {
+    let _ = send(ws_tx, &e.to_message(), metrics).await;
+    let _ = ws_tx
+        .send(Message::Close(Some(CloseFrame {
+            code: 4000,
+            reason: e.code.as_str().into(),
+        })))
+        .await;
+}
+
 async fn run_connection(socket: WebSocket, ctx: SessionContext) {
     let SessionContext {
         registry,
+        auth,
         config,
         metrics,
         mut shutdown,
     } = ctx;
+    let mut bucket = TokenBucket::new(config.messages_per_sec, config.message_burst);
     let opened_at = std::time::Instant::now();
     let (mut ws_tx, mut ws_rx) = socket.split();
     // The session holds its own sender only until it has joined: afterwards the
@@ -95,6 +133,10 @@ async fn run_connection(socket: WebSocket, ctx: SessionContext) {
         }
         tokio::select! {
             frame = ws_rx.next() => {
+                if matches!(frame, Some(Ok(Message::Text(_) | Message::Binary(_)))) && !bucket.take() {
+                    break End::WithError(ProtocolError::new(ErrorCode::RateLimited, format!(
+                        "more than {} messages per second; the connection is closed", config.messages_per_sec)));
+                }
                 let text = match frame {
                     Some(Ok(Message::Text(t))) => t,
                     Some(Ok(Message::Binary(_))) => {
@@ -114,7 +156,7 @@ async fn run_connection(socket: WebSocket, ctx: SessionContext) {
                 };
                 last_heard = Instant::now();
                 let draining = shutdown.borrow().is_some();
-                let turn = Turn { registry: &registry, metrics: &metrics, opened_at, draining };
+                let turn = Turn { registry: &registry, auth: &auth, config: &config, metrics: &metrics, opened_at, draining };
                 match handle_text(&text, turn, &mut out_tx, &mut joined).await {
                     Ok(Flow::Continue) => {}
                     Ok(Flow::Leave) => break End::Quietly,
@@ -153,15 +195,7 @@ async fn run_connection(socket: WebSocket, ctx: SessionContext) {
     }
     match end {
         End::Quietly => {}
-        End::WithError(e) => {
-            let _ = send(&mut ws_tx, &e.to_message(), &metrics).await;
-            let _ = ws_tx
-                .send(Message::Close(Some(CloseFrame {
-                    code: 4000,
-                    reason: e.code.as_str().into(),
-                })))
-                .await;
-        }
+        End::WithError(e) => close_with_error(&mut ws_tx, e, &metrics).await,
         End::Shutdown(notice) => {
             let msg = ServerMessage::Shutdown {
                 reason: notice.reason,
@@ -199,6 +233,8 @@ async fn send(
 /// What handling one client message needs besides the message.
 struct Turn<'a> {
     registry: &'a Arc<Registry>,
+    auth: &'a Auth,
+    config: &'a SessionConfig,
     metrics: &'a SignalingMetrics,
     opened_at: std::time::Instant,
     draining: bool,
@@ -220,7 +256,12 @@ async fn handle_text(
     turn.metrics.message(msg.type_name());
     let Some(j) = joined.as_ref() else {
         return match msg {
-            ClientMessage::Join { v, room, name } => {
+            ClientMessage::Join {
+                v,
+                room,
+                name,
+                token,
+            } => {
                 if turn.draining {
                     return Err(ProtocolError::new(
                         ErrorCode::ShuttingDown,
@@ -234,9 +275,14 @@ async fn handle_text(
                     ));
                 }
                 validate_room(&room)?;
-                let name = validate_name(&name)?;
+                let grant = turn.auth.admit(&room, token.as_deref())?;
+                // A token's name wins: the invite decides who someone is.
+                let name = validate_name_max(
+                    grant.name.as_deref().unwrap_or(&name),
+                    turn.config.max_name_chars,
+                )?;
                 let tx = out_tx.as_ref().expect("present until joined");
-                let j = join(turn.registry, &room, name, turn.opened_at, tx).await?;
+                let j = join(turn.registry, &room, name, grant, turn.opened_at, tx).await?;
                 let span = tracing::Span::current();
                 span.record("room", tracing::field::display(j.room.id));
                 span.record("participant", tracing::field::display(j.participant));
@@ -278,6 +324,16 @@ async fn handle_text(
             source,
             muted,
         },
+        ClientMessage::Moderate {
+            action,
+            participant_id,
+            source,
+        } => RoomCommand::Moderate {
+            by: participant,
+            action,
+            target: participant_id,
+            source,
+        },
     };
     j.room
         .inbox
@@ -292,14 +348,16 @@ async fn join(
     registry: &Arc<Registry>,
     room: &str,
     name: String,
+    grant: Grant,
     opened_at: std::time::Instant,
     out_tx: &mpsc::Sender<Outbound>,
 ) -> Result<Joined, ProtocolError> {
     for _ in 0..3 {
-        let handle = registry.get_or_start(room);
+        let handle = registry.get_or_start(room)?;
         let (reply, result) = oneshot::channel();
         let cmd = RoomCommand::Join {
             name: name.clone(),
+            grant: grant.clone(),
             opened_at,
             out: out_tx.clone(),
             reply,
@@ -322,4 +380,36 @@ async fn join(
         ErrorCode::ServerBusy,
         "could not join the room; try again",
     ))
+}
+
+/// Messages a connection may send: `rate` per second on average, `burst` at once.
+struct TokenBucket {
+    tokens: f64,
+    rate: f64,
+    burst: f64,
+    last: Instant,
+}
+
+impl TokenBucket {
+    fn new(rate: u32, burst: u32) -> Self {
+        Self {
+            tokens: f64::from(burst),
+            rate: f64::from(rate),
+            burst: f64::from(burst),
+            last: Instant::now(),
+        }
+    }
+
+    fn take(&mut self) -> bool {
+        let now = Instant::now();
+        let refill = now.duration_since(self.last).as_secs_f64() * self.rate;
+        self.tokens = (self.tokens + refill).min(self.burst);
+        self.last = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
 }

@@ -16,7 +16,9 @@ pub struct SignalingMetrics {
 }
 
 /// Label values for client messages: the protocol's types plus `invalid`.
-pub const MESSAGE_TYPES: [&str; 6] = ["join", "offer", "mute", "pong", "leave", "invalid"];
+pub const MESSAGE_TYPES: [&str; 7] = [
+    "join", "offer", "mute", "moderate", "pong", "leave", "invalid",
+];
 
 impl SignalingMetrics {
     pub fn new(registry: &Registry) -> Arc<Self> {

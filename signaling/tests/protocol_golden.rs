@@ -60,6 +60,15 @@ fn client_messages() {
             v: 1,
             room: "giao-ban".into(),
             name: "Huyện Bình Minh".into(),
+            token: Some("eyJhbGciOiJIUzI1NiJ9.e30.signature".into()),
+        },
+    );
+    check(
+        "client_moderate",
+        &ClientMessage::Moderate {
+            action: signaling::protocol::ModerateAction::Mute,
+            participant_id: ParticipantId(7),
+            source: Some(TrackSource::Microphone),
         },
     );
     check(
@@ -98,6 +107,7 @@ fn server_messages() {
             participant_id: ParticipantId(4),
             participants: vec![participant()],
             ping_interval_ms: 10_000,
+            role: "host".into(),
         },
     );
     check(

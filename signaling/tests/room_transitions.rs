@@ -75,6 +75,8 @@ fn room(max: usize) -> (Room, Arc<ScriptedMedia>) {
     let limits = RoomLimits {
         max_participants: max,
         ping_interval: Duration::from_secs(10),
+        max_tracks_per_participant: 4,
+        max_sdp_bytes: 65_536,
     };
     (
         Room::new(
@@ -95,6 +97,12 @@ async fn join(room: &mut Room, name: &str) -> Result<Client, ProtocolError> {
     let (reply, result) = oneshot::channel();
     room.handle(RoomCommand::Join {
         name: name.into(),
+        grant: signaling::auth::Grant {
+            identity: None,
+            name: None,
+            role: signaling::auth::Role::Participant,
+            permissions: signaling::auth::Role::Participant.default_permissions(),
+        },
         opened_at: std::time::Instant::now(),
         out,
         reply,

@@ -48,9 +48,22 @@ function applyRemoteFlags(participantId) {
 // Reconnect backoff: the server's hint (shutdown.retry_after_ms) first, then
 // doubling up to 10 s, with jitter so a restarted server is not hit at once.
 const BACKOFF_MAX_MS = 10000;
+const NO_RECONNECT = new Set(['unauthorized', 'invalid_token', 'token_expired', 'wrong_room', 'removed', 'room_full', 'invalid_room', 'invalid_name', 'unsupported_version']);
 let session = null; // { room, name, localStream, attempt, timer }
 
-async function join(room, name) {
+// The display name inside an invite token (the server verifies the token; this
+// only reads the name to label the local tile before `joined` arrives).
+function nameInToken(token) {
+  try {
+    const payload = token.split('.')[1].replace(/-/g, '+').replace(/_/g, '/');
+    const json = decodeURIComponent(escape(atob(payload)));
+    return JSON.parse(json).name || '';
+  } catch {
+    return '';
+  }
+}
+
+async function join(room, name, token = null) {
   $('join-form').hidden = true;
   $('meeting').hidden = false;
   status(t('connecting'));
@@ -60,7 +73,7 @@ async function join(room, name) {
   } catch (e) {
     status(t('noMedia', { err: e.name }));
   }
-  session = { room, name, localStream, attempt: 0, timer: null, reconnects: 0 };
+  session = { room, name, token, localStream, attempt: 0, timer: null, reconnects: 0 };
   const local = grid.tile('local', `${name} (${t('you')})`, { local: true });
   if (localStream) {
     local.querySelector('video').srcObject = localStream;
@@ -69,8 +82,8 @@ async function join(room, name) {
 }
 
 function startMeeting() {
-  const { room, name, localStream } = session;
-  meeting = new Meeting({ room, name, localStream });
+  const { room, name, token, localStream } = session;
+  meeting = new Meeting({ room, name, token, localStream });
   window.sfuClient = { meeting, grid, session };
   let retryAfter = null;
   meeting.addEventListener('joined', () => {
@@ -103,14 +116,19 @@ function startMeeting() {
     applyRemoteFlags(r.participantId);
   });
   meeting.addEventListener('remote-changed', (e) => applyRemoteFlags(e.detail.participantId));
-  meeting.addEventListener('server-error', (e) => status(t(`error_${e.detail.code}`) || e.detail.message));
+  meeting.addEventListener('muted-by-host', () => { refreshControls(); status(t('mutedByHost')); });
+  meeting.addEventListener('server-error', (e) => {
+    status(t(`error_${e.detail.code}`) || e.detail.message);
+    // Reconnecting cannot fix these: the invite or the host decided.
+    if (NO_RECONNECT.has(e.detail.code)) meeting.fatal = true;
+  });
   meeting.addEventListener('shutdown', (e) => {
     retryAfter = e.detail.retry_after_ms;
     showBanner(t('restarting'));
   });
   const current = meeting;
   meeting.addEventListener('closed', () => {
-    if (!session || meeting !== current || current.leaving) return;
+    if (!session || meeting !== current || current.leaving || current.fatal) return;
     scheduleReconnect(retryAfter);
   });
 }
@@ -192,7 +210,10 @@ $('lang').addEventListener('click', () => {
 });
 
 refreshControls();
-if (params.get('room') && params.get('name')) {
+if (params.get('room') && params.get('token')) {
+  const token = params.get('token');
+  join(params.get('room'), nameInToken(token) || params.get('name') || '', token);
+} else if (params.get('room') && params.get('name')) {
   join(params.get('room'), params.get('name'));
 } else {
   showForm();

@@ -4,7 +4,7 @@
 import { Signaling, signalingUrl, PROTOCOL_VERSION } from './signaling.js';
 
 export class Meeting extends EventTarget {
-  constructor({ room, name, localStream }) {
+  constructor({ room, name, token = null, localStream }) {
     super();
     this.room = room;
     this.name = name;
@@ -21,7 +21,9 @@ export class Meeting extends EventTarget {
     this.sig = new Signaling(signalingUrl());
     this.sig.addEventListener('open', () => {
       this.metrics.wsOpenAt = performance.now();
-      this.sig.send({ type: 'join', v: PROTOCOL_VERSION, room, name });
+      const join = { type: 'join', v: PROTOCOL_VERSION, room, name };
+      if (token) join.token = token;
+      this.sig.send(join);
     });
     this.sig.addEventListener('message', (e) => this.onMessage(e.detail));
     this.sig.addEventListener('close', (e) => this.emit('closed', e.detail));
@@ -36,8 +38,10 @@ export class Meeting extends EventTarget {
       case 'joined':
         this.metrics.joinedAt = performance.now();
         this.participantId = msg.participant_id;
+        this.role = msg.role;
         for (const p of msg.participants) this.addParticipant(p);
-        this.publishInitial();
+        // A viewer's invite allows receiving only; the server would refuse a publish.
+        if (this.role !== 'viewer') this.publishInitial();
         for (const p of msg.participants) for (const t of p.tracks) this.subscribe(p.participant_id, t);
         this.emit('joined', msg);
         this.negotiate();
@@ -66,6 +70,13 @@ export class Meeting extends EventTarget {
         this.negotiate();
         break;
       case 'mute_changed': {
+        if (msg.participant_id === this.participantId) {
+          // The host muted one of our sources: mute it here too.
+          for (const [source, l] of this.local) {
+            if (l.trackId === msg.track_id && !l.muted) { l.muted = true; l.track.enabled = false; this.emit('muted-by-host', source); }
+          }
+          break;
+        }
         const r = this.remote.get(msg.track_id);
         if (r) { r.info.muted = msg.muted; this.emit('remote-changed', r); }
         break;
@@ -145,6 +156,9 @@ export class Meeting extends EventTarget {
   }
 
   async onAnswer(msg) {
+    for (const p of msg.published || []) {
+      for (const l of this.local.values()) if (l.transceiver.mid === p.mid) l.trackId = p.track_id;
+    }
     try {
       await this.pc.setRemoteDescription({ type: 'answer', sdp: msg.sdp });
     } catch (e) {

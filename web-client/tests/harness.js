@@ -1,6 +1,6 @@
 // Shared pieces of the browser tests: start the real `sfu` binary on free
 // ports, and launch Debian's Chromium with fake camera/microphone.
-import { spawn } from 'node:child_process';
+import { spawn, execFileSync } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -8,12 +8,16 @@ import { chromium } from 'playwright-core';
 
 const ROOT = resolve(import.meta.dirname, '../..');
 
-// `listen` fixes the HTTP address (a restart test reuses the port).
-export async function startServer(extraToml = '', { listen = '127.0.0.1:0' } = {}) {
+const BIN = process.env.SFU_BIN || join(ROOT, 'target/debug/sfu');
+
+// `listen` fixes the HTTP address and `keyFile` the token key (a restart test
+// reuses both, so its invite links stay valid).
+export async function startServer(extraToml = '', { listen = '127.0.0.1:0', keyFile = null } = {}) {
   const dir = mkdtempSync(join(tmpdir(), 'sfu-e2e-'));
   const config = join(dir, 'config.toml');
-  writeFileSync(config, `log_level = "info"\n[http]\nlisten = "${listen}"\n[metrics]\nlisten = "127.0.0.1:0"\n[media]\nudp_port = 0\n${extraToml}`);
-  const bin = process.env.SFU_BIN || join(ROOT, 'target/debug/sfu');
+  const key = keyFile || join(dir, 'token.key');
+  writeFileSync(config, `log_level = "info"\n[http]\nlisten = "${listen}"\n[metrics]\nlisten = "127.0.0.1:0"\n[media]\nudp_port = 0\n[auth]\nkey_file = "${key}"\n${extraToml}`);
+  const bin = BIN;
   const proc = spawn(bin, ['--config', config], { stdio: ['ignore', 'pipe', 'pipe'] });
   let log = '';
   proc.stderr.on('data', (d) => { log += d; });
@@ -22,13 +26,19 @@ export async function startServer(extraToml = '', { listen = '127.0.0.1:0' } = {
     const timer = setTimeout(() => reject(new Error(`server did not start:\n${out}\n${log}`)), 20000);
     proc.stdout.on('data', (d) => {
       out += d;
-      const m = out.match(/Open (http:\/\/\S+\/)\?/);
-      if (m) { clearTimeout(timer); resolveUrl(m[1]); }
+      const m = out.match(/sfu listening: http (\S+)/);
+      if (m) { clearTimeout(timer); resolveUrl(`http://${m[1]}/`); }
     });
     proc.on('exit', (code) => reject(new Error(`server exited with ${code}:\n${out}\n${log}`)));
   });
   const exited = new Promise((r) => proc.on('exit', (code, signal) => r({ code, signal })));
-  return { url, proc, exited, log: () => log, stop: () => proc.kill('SIGKILL') };
+  // An invite link with a fresh token, minted by `sfu token` with the server's key.
+  const invite = (room, name, role = 'participant') => {
+    const out = execFileSync(BIN, ['token', '--config', config, '--room', room, '--identity', `id-${name}`,
+      '--name', name, '--role', role, '--ttl', '1h', '--base', url], { encoding: 'utf8' });
+    return out.match(/invite link: (\S+)/)[1];
+  };
+  return { url, proc, exited, keyFile: key, invite, log: () => log, stop: () => proc.kill('SIGKILL') };
 }
 
 export async function launchBrowser() {

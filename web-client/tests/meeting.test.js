@@ -30,9 +30,9 @@ test('two invite links meet, share a screen, and one leaves', async (t) => {
   const b = await ctx.newPage();
   a.on('pageerror', (e) => console.error('page A error:', e));
   b.on('pageerror', (e) => console.error('page B error:', e));
-  await a.goto(`${server.url}?room=giao-ban&name=${encodeURIComponent('Sở Y tế')}`);
+  await a.goto(server.invite('giao-ban', 'Sở Y tế', 'host'));
   await waitFor('A joined', () => a.evaluate(() => window.sfuClient?.meeting?.participantId));
-  await b.goto(`${server.url}?room=giao-ban&name=${encodeURIComponent('Huyện Bình Minh')}`);
+  await b.goto(server.invite('giao-ban', 'Huyện Bình Minh'));
 
   await t.test('each decodes the other\'s video and hears its audio', async () => {
     await waitFor('A decodes B', () => videosDecoding(a, 1));

@@ -22,8 +22,8 @@ test('pages rejoin by themselves after a server restart', async () => {
   const ctx = await browser.newContext();
   const a = await ctx.newPage();
   const b = await ctx.newPage();
-  await a.goto(`${server.url}?room=hoi-chan&name=A`);
-  await b.goto(`${server.url}?room=hoi-chan&name=B`);
+  await a.goto(server.invite('hoi-chan', 'A', 'host'));
+  await b.goto(server.invite('hoi-chan', 'B'));
   await waitFor('A decodes B', () => decoding(a));
   await waitFor('B decodes A', () => decoding(b));
   const firstPc = await a.evaluate(() => window.sfuClient.meeting.pc.connectionState);
@@ -41,7 +41,7 @@ test('pages rejoin by themselves after a server restart', async () => {
   }
 
   const port = new URL(server.url).port;
-  server = await startServer(SHUTDOWN, { listen: `127.0.0.1:${port}` });
+  server = await startServer(SHUTDOWN, { listen: `127.0.0.1:${port}`, keyFile: server.keyFile });
   for (const page of [a, b]) {
     await waitFor('rejoined', () => page.evaluate(() =>
       window.sfuClient.session.reconnects >= 1 && window.sfuClient.meeting.participantId !== null), 30000);

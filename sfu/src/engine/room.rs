@@ -44,6 +44,8 @@ struct PublishedTrack {
 pub struct PeerSetup<'a> {
     pub rtc_config: &'a dyn Fn() -> Rtc,
     pub candidate: SocketAddr,
+    /// False for viewers: no m-line of theirs may send.
+    pub may_publish: bool,
 }
 
 pub struct MediaRoom {
@@ -180,6 +182,18 @@ impl MediaRoom {
         now: Instant,
     ) -> Result<(String, usize), MediaError> {
         let lines = sdp::media_lines(offer).map_err(|e| MediaError::InvalidSdp(e.0))?;
+        if !setup.may_publish
+            && lines.iter().any(|l| {
+                !l.stopped
+                    && l.direction.client_sends()
+                    && matches!(l.kind, sdp::LineKind::Audio | sdp::LineKind::Video)
+            })
+        {
+            return Err(MediaError::Forbidden(
+                "this participant may not send media: every m-line must be recvonly or inactive"
+                    .into(),
+            ));
+        }
         check_lines(&lines, publish, subscribe, |t| {
             self.tracks.iter().find(|x| x.id == t).map(|x| x.kind)
         })?;

@@ -211,6 +211,7 @@ impl Shard {
                 offer,
                 publish,
                 subscribe,
+                may_publish,
                 events,
                 reply,
             } => {
@@ -219,6 +220,7 @@ impl Shard {
                 let setup = PeerSetup {
                     rtc_config: &build,
                     candidate: self.advertised,
+                    may_publish,
                 };
                 let media_room = self.rooms.entry(room).or_insert_with(|| {
                     MediaRoom::new(room)

@@ -1,0 +1,150 @@
+//! Where the server's token key comes from, and invite links.
+//! The key itself is never printed or logged.
+
+use crate::config::AuthConfig;
+use signaling::auth::{Auth, Role};
+use std::path::Path;
+use std::time::Duration;
+
+/// How the key was obtained, for the start-up message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeySource {
+    File,
+    CreatedFile,
+    Environment,
+    /// Random for this process only: tokens stop working at restart.
+    Ephemeral,
+}
+
+fn random_hex_key() -> String {
+    let mut bytes = [0u8; 32];
+    aws_lc_rs::rand::fill(&mut bytes).expect("the system random source works");
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The key: `auth.key_file` (created with a random key if missing), else
+/// `SFU_TOKEN_KEY`, else a random key for this process.
+pub fn load_key(
+    config: &AuthConfig,
+    env_key: Option<String>,
+) -> anyhow::Result<(Vec<u8>, KeySource)> {
+    if let Some(path) = &config.key_file {
+        if path.exists() {
+            let text = std::fs::read(path).map_err(|e| {
+                anyhow::anyhow!("cannot read auth.key_file {}: {e}", path.display())
+            })?;
+            let key = text.trim_ascii().to_vec();
+            return Ok((key, KeySource::File));
+        }
+        write_private(path, &random_hex_key())?;
+        let key = std::fs::read(path)?.trim_ascii().to_vec();
+        return Ok((key, KeySource::CreatedFile));
+    }
+    if let Some(k) = env_key.filter(|k| !k.is_empty()) {
+        return Ok((k.into_bytes(), KeySource::Environment));
+    }
+    Ok((random_hex_key().into_bytes(), KeySource::Ephemeral))
+}
+
+/// Write a file only the owner can read.
+fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| anyhow::anyhow!("cannot create auth.key_file {}: {e}", path.display()))?;
+    f.write_all(text.as_bytes())?;
+    Ok(())
+}
+
+pub fn build_auth(
+    config: &AuthConfig,
+    env_key: Option<String>,
+) -> anyhow::Result<(Auth, KeySource)> {
+    let (key, source) = load_key(config, env_key)?;
+    let auth = Auth::new(key, config.allow_tokenless).map_err(|e| anyhow::anyhow!(e))?;
+    Ok((auth, source))
+}
+
+/// `BASE?room=R&token=T` (plus `&lang=en` if asked): what users open.
+pub fn invite_link(base: &str, room: &str, token: &str) -> String {
+    format!("{base}?room={}&token={token}", encode(room))
+}
+
+/// Percent-encoding for a query value.
+fn encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// `--ttl` values: `90s`, `30m`, `8h`, `7d`, or plain seconds.
+pub fn parse_ttl(s: &str) -> Option<Duration> {
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = num.parse().ok()?;
+    let secs = match unit {
+        "" | "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        "d" => n * 86_400,
+        _ => return None,
+    };
+    (secs > 0).then(|| Duration::from_secs(secs))
+}
+
+pub fn parse_role(s: &str) -> Option<Role> {
+    Role::parse(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ttl_units() {
+        assert_eq!(parse_ttl("90"), Some(Duration::from_secs(90)));
+        assert_eq!(parse_ttl("30m"), Some(Duration::from_secs(1800)));
+        assert_eq!(parse_ttl("8h"), Some(Duration::from_secs(28_800)));
+        assert_eq!(parse_ttl("2d"), Some(Duration::from_secs(172_800)));
+        assert_eq!(parse_ttl("0"), None);
+        assert_eq!(parse_ttl("5y"), None);
+    }
+
+    #[test]
+    fn key_file_is_created_private_and_reused() {
+        let dir = std::env::temp_dir().join(format!("sfu-key-{}", std::process::id()));
+        let path = dir.join("token.key");
+        let cfg = AuthConfig {
+            key_file: Some(path.clone()),
+            allow_tokenless: false,
+        };
+        let (k1, s1) = load_key(&cfg, None).unwrap();
+        let (k2, s2) = load_key(&cfg, None).unwrap();
+        assert_eq!((s1, s2), (KeySource::CreatedFile, KeySource::File));
+        assert_eq!(k1, k2);
+        assert_eq!(k1.len(), 64);
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn invite_links_encode_the_room() {
+        assert_eq!(
+            invite_link("https://h/", "giao-ban Sở", "t"),
+            "https://h/?room=giao-ban%20S%E1%BB%9F&token=t"
+        );
+    }
+}
