@@ -85,6 +85,10 @@ pub struct TestPeer {
     pub nacks_received: HashMap<Mid, u64>,
     /// NACKs this peer's receive streams sent, from str0m's ingress stats.
     pub nacks_sent: HashMap<Mid, u64>,
+    /// Where the server's media came from: its candidate.
+    pub server_media: Option<SocketAddr>,
+    /// Set when the websocket closed.
+    pub ws_closed: bool,
 }
 
 impl TestPeer {
@@ -126,6 +130,8 @@ impl TestPeer {
             drop_in: Lossy::default(),
             nacks_received: HashMap::new(),
             nacks_sent: HashMap::new(),
+            server_media: None,
+            ws_closed: false,
         }
     }
 
@@ -164,6 +170,13 @@ impl TestPeer {
             .map(|(m, t)| json!({"mid": m.to_string(), "track_id": t}))
             .collect();
         self.send(json!({"type": "offer", "sdp": offer.to_sdp_string(), "publish": publish, "subscribe": subscribe})).await;
+    }
+
+    /// Send bytes from this peer's own media socket (its known 4-tuple) to the server.
+    pub fn send_raw(&self, bytes: &[u8]) {
+        if let Some(to) = self.server_media {
+            let _ = self.udp.send_to(bytes, to);
+        }
     }
 
     pub fn take(&mut self, ty: &str) -> Option<Value> {
@@ -211,17 +224,26 @@ impl TestPeer {
 
     /// One round of IO without blocking: websocket, UDP, str0m output.
     pub fn poll_io(&mut self) {
-        while let Some(Some(Ok(msg))) = self.ws.next().now_or_never() {
-            if let Message::Text(t) = msg {
-                let v: Value = serde_json::from_str(&t).unwrap();
-                if v["type"] == "answer" {
-                    self.handle_answer(&v);
+        loop {
+            match self.ws.next().now_or_never() {
+                Some(Some(Ok(Message::Text(t)))) => {
+                    let v: Value = serde_json::from_str(&t).unwrap();
+                    if v["type"] == "answer" {
+                        self.handle_answer(&v);
+                    }
+                    self.inbox.push(v);
                 }
-                self.inbox.push(v);
+                Some(Some(Ok(Message::Close(_)))) | Some(None) | Some(Some(Err(_))) => {
+                    self.ws_closed = true;
+                    break;
+                }
+                Some(Some(Ok(_))) => {}
+                None => break,
             }
         }
         let mut buf = [0u8; 2000];
         while let Ok((n, source)) = self.udp.recv_from(&mut buf) {
+            self.server_media.get_or_insert(source);
             if self.drop_in.drops(n) {
                 continue;
             }
@@ -446,9 +468,22 @@ pub fn take_published(peer: &mut TestPeer) -> Vec<(MediaKind, u64)> {
 
 /// Join `room` and wait for `joined`; returns it.
 pub async fn join(peer: &mut TestPeer, others: &mut [&mut TestPeer], room: &str) -> Value {
+    join_with(peer, others, room, None).await
+}
+
+/// Join with an access token.
+pub async fn join_with(
+    peer: &mut TestPeer,
+    others: &mut [&mut TestPeer],
+    room: &str,
+    token: Option<&str>,
+) -> Value {
     let name = peer.name;
-    peer.send(json!({"type": "join", "v": 1, "room": room, "name": name}))
-        .await;
+    let mut msg = json!({"type": "join", "v": 1, "room": room, "name": name});
+    if let Some(t) = token {
+        msg["token"] = json!(t);
+    }
+    peer.send(msg).await;
     let mut all: Vec<&mut TestPeer> = vec![peer];
     all.extend(others.iter_mut().map(|p| &mut **p));
     assert!(
