@@ -42,6 +42,23 @@ pub struct LimitsConfig {
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 pub struct HttpConfig {
     pub listen: SocketAddr,
+    /// `auto`: TLS unless `listen` is a loopback address; `on`; `off` (plain HTTP).
+    pub tls: TlsMode,
+    /// PEM files; without them a self-signed certificate is kept in `data_dir`.
+    pub cert_file: Option<std::path::PathBuf>,
+    pub key_file: Option<std::path::PathBuf>,
+    /// Extra host names for the self-signed certificate.
+    #[serde(default)]
+    pub tls_names: Vec<String>,
+    pub data_dir: std::path::PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum TlsMode {
+    Auto,
+    On,
+    Off,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
@@ -191,6 +208,9 @@ impl Config {
         }
         if self.signaling.max_message_bytes < 4096 {
             problems.push("signaling.max_message_bytes must be at least 4096".to_string());
+        }
+        if self.http.cert_file.is_some() != self.http.key_file.is_some() {
+            problems.push("http.cert_file and http.key_file go together".to_string());
         }
         if !(1..=300).contains(&self.media.connect_timeout_secs) {
             problems.push("media.connect_timeout_secs must be 1-300".to_string());

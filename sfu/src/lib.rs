@@ -10,4 +10,5 @@ pub mod munger;
 pub mod sdp;
 pub mod server;
 pub mod stun;
+pub mod tls;
 pub mod tokens;

@@ -131,6 +131,11 @@ fn run() -> anyhow::Result<std::process::ExitCode> {
             media.join(", "),
             server.metrics_addr
         );
+        println!("Web client: {}", server.url());
+        if let Some((origin, fingerprint)) = &server.tls {
+            println!("TLS certificate: {origin}");
+            println!("TLS certificate SHA-256 fingerprint: {fingerprint}");
+        }
         print_demo_links(&server);
         let signal = wait_for_signal().await?;
         let drain = Duration::from_secs(config.shutdown.drain_secs);
@@ -219,7 +224,12 @@ fn mint(config: &Config, t: &TokenArgs) -> anyhow::Result<()> {
         } else {
             a.ip().to_string()
         };
-        format!("http://{host}:{}/", a.port())
+        let scheme = if sfu::tls::enabled(&config.http) {
+            "https"
+        } else {
+            "http"
+        };
+        format!("{scheme}://{host}:{}/", a.port())
     });
     println!("token: {token}");
     println!(

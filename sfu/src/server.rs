@@ -14,6 +14,8 @@ use tokio::net::TcpListener;
 
 pub struct RunningServer {
     pub http_addr: SocketAddr,
+    /// With HTTPS: where the certificate came from, and its SHA-256 fingerprint.
+    pub tls: Option<(String, String)>,
     /// Signs invite tokens; the same key verifies joins.
     pub auth: Arc<signaling::auth::Auth>,
     pub key_source: crate::tokens::KeySource,
@@ -35,7 +37,8 @@ impl RunningServer {
         } else {
             self.http_addr.ip().to_string()
         };
-        format!("http://{host}:{}/", self.http_addr.port())
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://{host}:{}/", self.http_addr.port())
     }
 
     /// Stop taking joins (`/readyz` turns 503) and tell every connected
@@ -116,13 +119,39 @@ pub async fn start(config: &Config) -> anyhow::Result<RunningServer> {
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.http.listen))?;
     let http_addr = listener.local_addr()?;
-    let app = router(state);
-    let task = tokio::spawn(async move {
-        let app = app.into_make_service_with_connect_info::<SocketAddr>();
-        if let Err(e) = axum::serve(listener, app).await {
-            tracing::error!(error = %e, "http server stopped");
+    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
+    let tls = if crate::tls::enabled(&config.http) {
+        Some(crate::tls::load_or_create(
+            &config.http,
+            config.media.advertised_ip,
+        )?)
+    } else {
+        None
+    };
+    let task = match &tls {
+        None => tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, app).await {
+                tracing::error!(error = %e, "http server stopped");
+            }
+        }),
+        Some(material) => {
+            // One rustls provider for the process: aws-lc-rs, as str0m uses.
+            let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+            let rustls_config = axum_server::tls_rustls::RustlsConfig::from_pem(
+                material.cert_pem.clone().into_bytes(),
+                material.key_pem.clone().into_bytes(),
+            )
+            .await
+            .map_err(|e| anyhow::anyhow!("TLS certificate or key unusable: {e}"))?;
+            let std_listener = listener.into_std()?;
+            let server = axum_server::from_tcp_rustls(std_listener, rustls_config);
+            tokio::spawn(async move {
+                if let Err(e) = server.serve(app).await {
+                    tracing::error!(error = %e, "https server stopped");
+                }
+            })
         }
-    });
+    };
     let metrics_listener = TcpListener::bind(config.metrics.listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.metrics.listen))?;
@@ -142,6 +171,7 @@ pub async fn start(config: &Config) -> anyhow::Result<RunningServer> {
         }
     });
     Ok(RunningServer {
+        tls: tls.map(|t| (t.origin, t.fingerprint)),
         auth,
         key_source,
         shutdown,

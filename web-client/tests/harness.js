@@ -16,7 +16,9 @@ export async function startServer(extraToml = '', { listen = '127.0.0.1:0', keyF
   const dir = mkdtempSync(join(tmpdir(), 'sfu-e2e-'));
   const config = join(dir, 'config.toml');
   const key = keyFile || join(dir, 'token.key');
-  writeFileSync(config, `log_level = "info"\n[http]\nlisten = "${listen}"\n[metrics]\nlisten = "127.0.0.1:0"\n[media]\nudp_port = 0\n[auth]\nkey_file = "${key}"\n${extraToml}`);
+  // HTTPS with the server's own self-signed certificate (data_dir), accepted
+  // by Chromium's --ignore-certificate-errors below: the path users take.
+  writeFileSync(config, `log_level = "info"\n[http]\nlisten = "${listen}"\ntls = "on"\ndata_dir = "${dir}"\n[metrics]\nlisten = "127.0.0.1:0"\n[media]\nudp_port = 0\n[auth]\nkey_file = "${key}"\n${extraToml}`);
   const bin = BIN;
   const proc = spawn(bin, ['--config', config], { stdio: ['ignore', 'pipe', 'pipe'] });
   let log = '';
@@ -26,8 +28,8 @@ export async function startServer(extraToml = '', { listen = '127.0.0.1:0', keyF
     const timer = setTimeout(() => reject(new Error(`server did not start:\n${out}\n${log}`)), 20000);
     proc.stdout.on('data', (d) => {
       out += d;
-      const m = out.match(/sfu listening: http (\S+)/);
-      if (m) { clearTimeout(timer); resolveUrl(`http://${m[1]}/`); }
+      const m = out.match(/Web client: (\S+)/);
+      if (m) { clearTimeout(timer); resolveUrl(m[1]); }
     });
     proc.on('exit', (code) => reject(new Error(`server exited with ${code}:\n${out}\n${log}`)));
   });
@@ -53,6 +55,8 @@ export async function launchBrowser() {
       '--disable-background-networking', '--disable-component-update', '--disable-sync',
       '--no-first-run', '--disable-quic', '--allow-loopback-in-peer-connection',
       '--autoplay-policy=no-user-gesture-required',
+      // The server's self-signed certificate (the test's stand-in for "accept it once").
+      '--ignore-certificate-errors',
     ],
   });
 }

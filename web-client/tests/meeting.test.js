@@ -25,6 +25,7 @@ async function hearing(page) {
 }
 
 test('two invite links meet, share a screen, and one leaves', async (t) => {
+  assert.ok(server.url.startsWith('https://'), `served over HTTPS: ${server.url}`);
   const ctx = await browser.newContext();
   const a = await ctx.newPage();
   const b = await ctx.newPage();
@@ -73,5 +74,36 @@ test('two invite links meet, share a screen, and one leaves', async (t) => {
     await a.click('#leave');
     await waitFor('B grid updated', async () => (await b.locator('.tile:not(.local)').count()) === 0);
   });
+  await ctx.close();
+});
+
+test('a link without a token is refused with the documented code, and a viewer only receives', async () => {
+  const ctx = await browser.newContext();
+  const c = await ctx.newPage();
+  await c.goto(`${server.url}?room=giao-ban&name=${encodeURIComponent('Không mời')}`);
+  await waitFor('refusal shown', () => c.evaluate(() =>
+    document.getElementById('status').textContent.includes('Cần đường dẫn mời có mã truy cập')));
+  // It does not keep retrying a refusal.
+  await new Promise((r) => setTimeout(r, 1500));
+  assert.equal(await c.evaluate(() => window.sfuClient.session.reconnects), 0);
+
+  const host = await ctx.newPage();
+  await host.goto(server.invite('hoi-chan', 'Bác sĩ chủ trì', 'host'));
+  await waitFor('host joined', () => host.evaluate(() => window.sfuClient?.meeting?.participantId));
+  const viewer = await ctx.newPage();
+  await viewer.goto(server.invite('hoi-chan', 'Sinh viên', 'viewer'));
+  await waitFor('viewer decodes the host', async () => {
+    const s = (await inbound(viewer)).filter((x) => x.kind === 'video' && x.framesDecoded > 0);
+    return s.length > 0;
+  });
+  const viewerState = await viewer.evaluate(() => ({
+    role: window.sfuClient.meeting.role,
+    publishing: window.sfuClient.meeting.local.size,
+  }));
+  assert.deepEqual(viewerState, { role: 'viewer', publishing: 0 });
+  // The host sees no tracks from the viewer.
+  const fromViewer = await host.evaluate(() => [...window.sfuClient.meeting.participants.values()]
+    .filter((p) => p.name === 'Sinh viên').map((p) => p.tracks.size));
+  assert.deepEqual(fromViewer, [0]);
   await ctx.close();
 });
