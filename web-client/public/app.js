@@ -96,6 +96,12 @@ function startMeeting() {
     const p = e.detail;
     grid.tile(`p-${p.participant_id}`, p.name);
     applyRemoteFlags(p.participant_id);
+    if (meeting.role === 'host') {
+      grid.addHostControls(`p-${p.participant_id}`, {
+        onMute: () => meeting.moderate('mute', p.participant_id, 'microphone'),
+        onRemove: () => meeting.moderate('remove', p.participant_id),
+      });
+    }
   });
   meeting.addEventListener('participant-left', (e) => {
     grid.remove(`p-${e.detail}`);

@@ -52,6 +52,24 @@ export class Grid {
     el.play?.().catch(() => {});
   }
 
+  // Host controls on a remote participant's tile: mute their microphone, remove them.
+  addHostControls(key, { onMute, onRemove }) {
+    const tile = this.tiles.get(key);
+    if (!tile || tile.querySelector('.host-controls')) return;
+    const box = document.createElement('div');
+    box.className = 'host-controls';
+    const mute = document.createElement('button');
+    mute.className = 'host-mute';
+    mute.textContent = t('hostMute');
+    mute.addEventListener('click', onMute);
+    const remove = document.createElement('button');
+    remove.className = 'host-remove';
+    remove.textContent = t('hostRemove');
+    remove.addEventListener('click', onRemove);
+    box.append(mute, remove);
+    tile.append(box);
+  }
+
   setFlags(key, { micMuted, camOff }) {
     const tile = this.tiles.get(key);
     if (!tile) return;

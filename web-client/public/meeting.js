@@ -168,6 +168,13 @@ export class Meeting extends EventTarget {
     if (this.renegotiate) { this.renegotiate = false; this.negotiate(); }
   }
 
+  // Host only (the server refuses others with `forbidden`).
+  moderate(action, participantId, source = undefined) {
+    const msg = { type: 'moderate', action, participant_id: participantId };
+    if (source) msg.source = source;
+    this.sig.send(msg);
+  }
+
   setMuted(source, muted) {
     const l = this.local.get(source);
     if (!l) return;

@@ -105,5 +105,23 @@ test('a link without a token is refused with the documented code, and a viewer o
   const fromViewer = await host.evaluate(() => [...window.sfuClient.meeting.participants.values()]
     .filter((p) => p.name === 'Sinh viên').map((p) => p.tracks.size));
   assert.deepEqual(fromViewer, [0]);
+
+  // The host mutes a participant's microphone, then removes the viewer.
+  const p = await ctx.newPage();
+  await p.goto(server.invite('hoi-chan', 'Bác sĩ tuyến huyện'));
+  const pid = await waitFor('participant joined', () => p.evaluate(() => window.sfuClient?.meeting?.participantId));
+  await waitFor('participant publishes', () => p.evaluate(() => window.sfuClient.meeting.local.get('microphone')?.trackId));
+  await host.click(`.tile[data-key="p-${pid}"] .host-mute`);
+  await waitFor('participant muted by the host', () => p.evaluate(() =>
+    window.sfuClient.meeting.local.get('microphone').muted === true
+    && window.sfuClient.meeting.local.get('microphone').track.enabled === false));
+  const vid = await viewer.evaluate(() => window.sfuClient.meeting.participantId);
+  await host.click(`.tile[data-key="p-${vid}"] .host-remove`);
+  await waitFor('viewer told it was removed', () => viewer.evaluate(() =>
+    document.getElementById('status').textContent.includes('Chủ trì đã mời bạn ra khỏi phòng')));
+  await waitFor('host sees the viewer gone', async () =>
+    (await host.locator(`.tile[data-key="p-${vid}"]`).count()) === 0);
+  // A participant has no host controls, and the server would refuse them anyway.
+  assert.equal(await p.locator('.host-controls').count(), 0);
   await ctx.close();
 });
