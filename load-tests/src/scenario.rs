@@ -193,6 +193,8 @@ pub struct StepResult {
     pub sfu_rss_end_mib: f64,
     /// (RSS at the window's start − baseline) / participants, packet caches included.
     pub sfu_rss_per_participant_kib: f64,
+    /// (seconds into the window, server RSS MiB), every 10 s: flat or growing under churn.
+    pub sfu_rss_samples: Vec<(f64, f64)>,
     pub floor: Option<FloorResult>,
     pub floor_ratio: Option<f64>,
     pub errors: Vec<String>,
@@ -281,6 +283,8 @@ pub async fn run_step(common: &Common, plan: &Plan) -> Result<StepResult> {
     let (cpu0, t0) = (process_cpu(), Instant::now());
     state.steady.store(true, Relaxed);
     let mut next_churn = plan.churn_every.map(|e| Instant::now() + e);
+    let mut rss_samples = vec![(0.0, mib(&scrape0))];
+    let mut next_sample = t0 + Duration::from_secs(10);
     let mut next_index = plan.participants.len();
     while Instant::now() < deadline {
         let now = Instant::now();
@@ -296,6 +300,12 @@ pub async fn run_step(common: &Common, plan: &Plan) -> Result<StepResult> {
                 joins += 1;
                 next_churn = Some(at + every);
             }
+        }
+        if now >= next_sample {
+            if let Ok(s) = server.scrape().await {
+                rss_samples.push((now.duration_since(t0).as_secs_f64(), mib(&s)));
+            }
+            next_sample += Duration::from_secs(10);
         }
         progress(common, plan, begin, &state, "measure");
         let wake = next_churn
@@ -327,6 +337,8 @@ pub async fn run_step(common: &Common, plan: &Plan) -> Result<StepResult> {
     let scrapes = [&baseline, &scrape0, &scrape1];
     let mut result = summarize(plan, joins, &state, scrapes, window, cpu1 - cpu0, floor);
     result.udp_rcvbuf_drops = rcvbuf_drops;
+    rss_samples.push((window.as_secs_f64(), mib(&scrape1)));
+    result.sfu_rss_samples = rss_samples;
     result.sfu_socket_drops = sock_drops;
     Ok(result)
 }
@@ -472,6 +484,7 @@ fn summarize(
         sfu_forwarded_per_s: forwarded / w,
         sfu_drops: s0.delta(s1, "sfu_dropped_packets_total"),
         udp_rcvbuf_drops: 0,
+        sfu_rss_samples: Vec::new(),
         sfu_socket_drops: 0,
         sfu_shard_cpu_s: shard_cpu,
         sfu_process_cpu_percent: 100.0 * proc_cpu / w,
