@@ -52,7 +52,7 @@ impl ServerUnderTest {
             format!(
                 "log_level = \"warn\"\n[http]\nlisten = \"127.0.0.1:0\"\n[metrics]\nlisten = \"127.0.0.1:0\"\n\
                  [media]\nudp_port = 0\nshards = {shards}\n[signaling]\nmax_participants_per_room = 1000\n\
-                 [auth]\nallow_tokenless = true\n[limits]\nmax_connections_per_ip = 1000\nmax_tracks_per_participant = 4\n"
+                 [auth]\nallow_tokenless = true\n[limits]\nmax_connections_per_ip = 1000\nmessages_per_sec = 1000\nmessage_burst = 5000\n"
             ),
         )?;
         let config = tempfile_path::TempPath(config);
