@@ -136,7 +136,13 @@ fn run() -> anyhow::Result<std::process::ExitCode> {
             println!("TLS certificate: {origin}");
             println!("TLS certificate SHA-256 fingerprint: {fingerprint}");
         }
-        print_demo_links(&server);
+        // Only the embedded default (a first run on a laptop) gets ready-made
+        // links: on a configured server they would put host tokens in the journal.
+        if args.config.is_none() && args.sets.is_empty() {
+            print_demo_links(&server);
+        } else {
+            println!("Mint invite links with: sfu token --config FILE --room R --identity I --name N --role host|participant|viewer");
+        }
         let signal = wait_for_signal().await?;
         let drain = Duration::from_secs(config.shutdown.drain_secs);
         tracing::info!(
@@ -207,8 +213,9 @@ fn mint(config: &Config, t: &TokenArgs) -> anyhow::Result<()> {
         anyhow::anyhow!("--role must be host, participant or viewer, not '{role_text}'")
     })?;
     let ttl_text = t.ttl.clone().unwrap_or_else(|| "8h".into());
-    let ttl = sfu::tokens::parse_ttl(&ttl_text)
-        .ok_or_else(|| anyhow::anyhow!("--ttl '{ttl_text}': use 90s, 30m, 8h or 7d"))?;
+    let ttl = sfu::tokens::parse_ttl(&ttl_text).ok_or_else(|| {
+        anyhow::anyhow!("--ttl '{ttl_text}': use 90s, 30m, 8h or 7d, at most 30d")
+    })?;
     let (auth, source) =
         sfu::tokens::build_auth(&config.auth, std::env::var("SFU_TOKEN_KEY").ok())?;
     if source == sfu::tokens::KeySource::Ephemeral {

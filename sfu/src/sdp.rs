@@ -57,6 +57,11 @@ pub fn media_lines(sdp: &str) -> Result<Vec<MediaLine>, SdpError> {
     }
     let mut lines = Vec::new();
     let mut session_direction = OfferDirection::SendRecv;
+    // Parsers disagree on which of two direction attributes wins (str0m takes the
+    // first), so an offer with two is refused rather than read one way here and
+    // another way there.
+    let mut explicit: Vec<bool> = Vec::new();
+    let mut session_explicit = false;
     for raw in sdp.lines() {
         let line = raw.trim_end_matches('\r');
         if let Some(rest) = line.strip_prefix("m=") {
@@ -74,6 +79,7 @@ pub fn media_lines(sdp: &str) -> Result<Vec<MediaLine>, SdpError> {
                 direction: session_direction,
                 stopped,
             });
+            explicit.push(false);
             continue;
         }
         let direction = match line {
@@ -83,9 +89,21 @@ pub fn media_lines(sdp: &str) -> Result<Vec<MediaLine>, SdpError> {
             "a=inactive" => Some(OfferDirection::Inactive),
             _ => None,
         };
+        let twice = || SdpError("more than one direction attribute in one section".into());
         match (lines.last_mut(), direction) {
-            (None, Some(d)) => session_direction = d,
-            (Some(m), Some(d)) => m.direction = d,
+            (None, Some(d)) => {
+                if std::mem::replace(&mut session_explicit, true) {
+                    return Err(twice());
+                }
+                session_direction = d
+            }
+            (Some(m), Some(d)) => {
+                let seen = explicit.last_mut().expect("one flag per m-line");
+                if std::mem::replace(seen, true) {
+                    return Err(twice());
+                }
+                m.direction = d
+            }
             (Some(m), None) => {
                 if let Some(mid) = line.strip_prefix("a=mid:") {
                     if mid.is_empty() || mid.len() > 16 {
@@ -106,6 +124,18 @@ pub fn media_lines(sdp: &str) -> Result<Vec<MediaLine>, SdpError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn two_directions_in_one_section_are_refused() {
+        let sdp =
+            "v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:0\r\na=sendonly\r\na=recvonly\r\n";
+        assert!(media_lines(sdp).is_err());
+        let ok = "v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:0\r\na=recvonly\r\n";
+        assert_eq!(
+            media_lines(ok).unwrap()[0].direction,
+            OfferDirection::RecvOnly
+        );
+    }
 
     #[test]
     fn reads_kinds_mids_and_directions() {

@@ -89,18 +89,22 @@ fn encode(s: &str) -> String {
         .collect()
 }
 
-/// `--ttl` values: `90s`, `30m`, `8h`, `7d`, or plain seconds.
+/// The longest a token may live: long-lived links are hard to take back.
+pub const MAX_TTL: Duration = Duration::from_secs(30 * 86_400);
+
+/// `--ttl` values: `90s`, `30m`, `8h`, `7d`, or plain seconds; 1 s to 30 days.
 pub fn parse_ttl(s: &str) -> Option<Duration> {
     let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
     let n: u64 = num.parse().ok()?;
-    let secs = match unit {
-        "" | "s" => n,
-        "m" => n * 60,
-        "h" => n * 3600,
-        "d" => n * 86_400,
+    let per = match unit {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
         _ => return None,
     };
-    (secs > 0).then(|| Duration::from_secs(secs))
+    let secs = n.checked_mul(per)?;
+    (secs > 0 && secs <= MAX_TTL.as_secs()).then(|| Duration::from_secs(secs))
 }
 
 pub fn parse_role(s: &str) -> Option<Role> {
@@ -119,6 +123,12 @@ mod tests {
         assert_eq!(parse_ttl("2d"), Some(Duration::from_secs(172_800)));
         assert_eq!(parse_ttl("0"), None);
         assert_eq!(parse_ttl("5y"), None);
+        assert_eq!(parse_ttl("31d"), None, "longer than the maximum");
+        assert_eq!(
+            parse_ttl("213503982334601d"),
+            None,
+            "overflow is refused, not wrapped"
+        );
     }
 
     #[test]

@@ -149,7 +149,7 @@ impl Auth {
             sub: identity.to_owned(),
             name: name.to_owned(),
             role,
-            exp: now_secs() + ttl.as_secs(),
+            exp: now_secs().saturating_add(ttl.as_secs()),
             permissions,
         };
         encode(

@@ -82,8 +82,11 @@ pub struct PublishedEntry {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ModerateAction {
-    /// Mark one of their sources muted; their client mutes it.
+    /// Mark one of their sources muted; their client mutes it, and they cannot
+    /// unmute it until the host allows it.
     Mute,
+    /// Let them unmute a source the host muted (give the floor).
+    Allow,
     /// Remove them from the room.
     Remove,
 }

@@ -96,6 +96,8 @@ struct Member {
     /// Set until the media connects for the first time.
     opened_at: Option<std::time::Instant>,
     grant: Grant,
+    /// Sources the host muted: the member cannot unmute them until the host allows it.
+    host_muted: Vec<TrackSource>,
 }
 
 impl Member {
@@ -114,6 +116,8 @@ pub struct Room {
     name: String,
     limits: RoomLimits,
     members: BTreeMap<ParticipantId, Member>,
+    /// Identities the host removed; their tokens no longer admit them here.
+    removed: Vec<String>,
     media: Arc<dyn MediaPlane>,
     ids: Arc<IdSource>,
     /// Handed to the media engine so its events come back through our inbox.
@@ -136,6 +140,7 @@ impl Room {
             name,
             limits,
             members: BTreeMap::new(),
+            removed: Vec::new(),
             media,
             ids,
             media_events,
@@ -219,6 +224,16 @@ impl Room {
         opened_at: std::time::Instant,
         out: mpsc::Sender<Outbound>,
     ) -> Result<ParticipantId, ProtocolError> {
+        if grant
+            .identity
+            .as_ref()
+            .is_some_and(|i| self.removed.contains(i))
+        {
+            return Err(ProtocolError::new(
+                ErrorCode::Removed,
+                "the host removed you from this room",
+            ));
+        }
         if self.members.len() >= self.limits.max_participants {
             return Err(ProtocolError::new(
                 ErrorCode::RoomFull,
@@ -235,6 +250,7 @@ impl Room {
             tracks: Vec::new(),
             opened_at: Some(opened_at),
             grant,
+            host_muted: Vec::new(),
         };
         self.metrics.joins_total.inc();
         let joined = ServerMessage::Joined {
@@ -280,7 +296,8 @@ impl Room {
                 .find(|t| t.mid == entry.mid && t.info.source == entry.source)
                 .map(|t| t.info.track_id);
             let track_id = kept.unwrap_or_else(|| TrackId(self.ids.next()));
-            let muted = entry.muted;
+            // A source the host muted stays muted whatever the offer says.
+            let muted = entry.muted || member.host_muted.contains(&entry.source);
             next_tracks.push(PublishedTrack {
                 mid: entry.mid.clone(),
                 info: TrackInfo {
@@ -388,6 +405,11 @@ impl Room {
         let Some(member) = self.members.get_mut(&participant) else {
             return;
         };
+        if !muted && member.host_muted.contains(&source) {
+            let e = ProtocolError::new(ErrorCode::Forbidden, "the host muted this source");
+            self.send(participant, e.to_message());
+            return;
+        }
         let Some(track) = member.tracks.iter_mut().find(|t| t.info.source == source) else {
             return;
         };
@@ -429,6 +451,13 @@ impl Room {
         }
         match action {
             ModerateAction::Remove => {
+                if let Some(identity) = self
+                    .members
+                    .get(&target)
+                    .and_then(|m| m.grant.identity.clone())
+                {
+                    self.removed.push(identity);
+                }
                 if let Some(m) = self.members.get(&target) {
                     let _ = m.out.try_send(Outbound::Close(ProtocolError::new(
                         ErrorCode::Removed,
@@ -438,8 +467,19 @@ impl Room {
                 info!(room = %self.id, participant = %target, host = %by, "removed by the host");
                 self.leave(target);
             }
+            ModerateAction::Allow => {
+                let source = source.unwrap_or(TrackSource::Microphone);
+                if let Some(m) = self.members.get_mut(&target) {
+                    m.host_muted.retain(|s| *s != source);
+                }
+            }
             ModerateAction::Mute => {
                 let source = source.unwrap_or(TrackSource::Microphone);
+                if let Some(m) = self.members.get_mut(&target) {
+                    if !m.host_muted.contains(&source) {
+                        m.host_muted.push(source);
+                    }
+                }
                 let track = self
                     .members
                     .get_mut(&target)

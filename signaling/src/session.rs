@@ -227,8 +227,24 @@ async fn send(
     if let ServerMessage::Error { code, .. } = msg {
         metrics.error(*code);
     }
-    ws_tx.send(Message::Text(msg.to_json().into())).await
+    // A client that stops reading must not hold this task (and the liveness
+    // and shutdown checks) forever on a full TCP window.
+    match tokio::time::timeout(
+        SEND_TIMEOUT,
+        ws_tx.send(Message::Text(msg.to_json().into())),
+    )
+    .await
+    {
+        Ok(result) => result,
+        Err(_) => Err(axum::Error::new(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            "websocket send timed out",
+        ))),
+    }
 }
+
+/// How long one websocket write may wait for the client to read.
+const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What handling one client message needs besides the message.
 struct Turn<'a> {

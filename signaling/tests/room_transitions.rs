@@ -93,15 +93,23 @@ fn room(max: usize) -> (Room, Arc<ScriptedMedia>) {
 }
 
 async fn join(room: &mut Room, name: &str) -> Result<Client, ProtocolError> {
+    join_as(room, name, signaling::auth::Role::Participant).await
+}
+
+async fn join_as(
+    room: &mut Room,
+    name: &str,
+    role: signaling::auth::Role,
+) -> Result<Client, ProtocolError> {
     let (out, rx) = mpsc::channel(64);
     let (reply, result) = oneshot::channel();
     room.handle(RoomCommand::Join {
         name: name.into(),
         grant: signaling::auth::Grant {
-            identity: None,
+            identity: Some(format!("id-{name}")),
             name: None,
-            role: signaling::auth::Role::Participant,
-            permissions: signaling::auth::Role::Participant.default_permissions(),
+            role,
+            permissions: role.default_permissions(),
         },
         opened_at: std::time::Instant::now(),
         out,
@@ -344,4 +352,105 @@ async fn a_participant_whose_connection_is_gone_is_removed_on_next_send() {
         .lock()
         .unwrap()
         .contains(&format!("remove {a_id}")));
+}
+
+/// Everything queued for a client so far.
+fn drain(c: &mut Client) -> Vec<ServerMessage> {
+    let mut out = Vec::new();
+    while let Ok(Outbound::Message(m)) = c.rx.try_recv() {
+        out.push(m);
+    }
+    out
+}
+
+#[tokio::test]
+async fn the_host_mutes_for_real_and_removes_for_good() {
+    use signaling::auth::Role;
+    use signaling::protocol::ModerateAction;
+    let (mut room, _media) = room(10);
+    let mut host = join_as(&mut room, "Chair", Role::Host).await.unwrap();
+    let mut p = join_as(&mut room, "Site", Role::Participant).await.unwrap();
+    room.handle(offer(p.id, &[("0", TrackSource::Microphone)], &[]))
+        .await;
+    drain(&mut host);
+    drain(&mut p);
+
+    // A participant may not moderate.
+    room.handle(RoomCommand::Moderate {
+        by: p.id,
+        action: ModerateAction::Mute,
+        target: host.id,
+        source: None,
+    })
+    .await;
+    assert!(drain(&mut p).iter().any(|m| matches!(
+        m,
+        ServerMessage::Error {
+            code: ErrorCode::Forbidden,
+            ..
+        }
+    )));
+
+    // The host mutes the site's microphone: everyone, the site too, is told.
+    room.handle(RoomCommand::Moderate {
+        by: host.id,
+        action: ModerateAction::Mute,
+        target: p.id,
+        source: None,
+    })
+    .await;
+    assert!(drain(&mut p)
+        .iter()
+        .any(|m| matches!(m, ServerMessage::MuteChanged { muted: true, .. })));
+    assert!(drain(&mut host)
+        .iter()
+        .any(|m| matches!(m, ServerMessage::MuteChanged { muted: true, .. })));
+    // The site cannot unmute itself, by message or by re-offering.
+    room.handle(RoomCommand::Mute {
+        participant: p.id,
+        source: TrackSource::Microphone,
+        muted: false,
+    })
+    .await;
+    assert!(drain(&mut p).iter().any(|m| matches!(
+        m,
+        ServerMessage::Error {
+            code: ErrorCode::Forbidden,
+            ..
+        }
+    )));
+    assert!(drain(&mut host).is_empty(), "no unmute reached the others");
+    // Once the host gives the floor, it can.
+    room.handle(RoomCommand::Moderate {
+        by: host.id,
+        action: ModerateAction::Allow,
+        target: p.id,
+        source: None,
+    })
+    .await;
+    room.handle(RoomCommand::Mute {
+        participant: p.id,
+        source: TrackSource::Microphone,
+        muted: false,
+    })
+    .await;
+    assert!(drain(&mut host)
+        .iter()
+        .any(|m| matches!(m, ServerMessage::MuteChanged { muted: false, .. })));
+
+    // Removed: closed with `removed`, and the same identity cannot come back.
+    room.handle(RoomCommand::Moderate {
+        by: host.id,
+        action: ModerateAction::Remove,
+        target: p.id,
+        source: None,
+    })
+    .await;
+    let mut closed = false;
+    while let Ok(o) = p.rx.try_recv() {
+        closed |= matches!(o, Outbound::Close(ref e) if e.code == ErrorCode::Removed);
+    }
+    assert!(closed);
+    let again = join_as(&mut room, "Site", Role::Participant).await;
+    assert_eq!(again.err().map(|e| e.code), Some(ErrorCode::Removed));
 }

@@ -99,6 +99,7 @@ function startMeeting() {
     if (meeting.role === 'host') {
       grid.addHostControls(`p-${p.participant_id}`, {
         onMute: () => meeting.moderate('mute', p.participant_id, 'microphone'),
+        onAllow: () => meeting.moderate('allow', p.participant_id, 'microphone'),
         onRemove: () => meeting.moderate('remove', p.participant_id),
       });
     }
@@ -127,6 +128,9 @@ function startMeeting() {
     status(t(`error_${e.detail.code}`) || e.detail.message);
     // Reconnecting cannot fix these: the invite or the host decided.
     if (NO_RECONNECT.has(e.detail.code)) meeting.fatal = true;
+    // A join refused for now (server full, busy, draining) leaves the socket open:
+    // close it so the backoff reconnect tries again.
+    else if (meeting.participantId === null && ['server_full', 'server_busy', 'shutting_down'].includes(e.detail.code)) meeting.sig.close();
   });
   meeting.addEventListener('shutdown', (e) => {
     retryAfter = e.detail.retry_after_ms;

@@ -53,7 +53,7 @@ export class Grid {
   }
 
   // Host controls on a remote participant's tile: mute their microphone, remove them.
-  addHostControls(key, { onMute, onRemove }) {
+  addHostControls(key, { onMute, onAllow, onRemove }) {
     const tile = this.tiles.get(key);
     if (!tile || tile.querySelector('.host-controls')) return;
     const box = document.createElement('div');
@@ -62,11 +62,15 @@ export class Grid {
     mute.className = 'host-mute';
     mute.textContent = t('hostMute');
     mute.addEventListener('click', onMute);
+    const allow = document.createElement('button');
+    allow.className = 'host-allow';
+    allow.textContent = t('hostAllow');
+    allow.addEventListener('click', onAllow);
     const remove = document.createElement('button');
     remove.className = 'host-remove';
     remove.textContent = t('hostRemove');
     remove.addEventListener('click', onRemove);
-    box.append(mute, remove);
+    box.append(mute, allow, remove);
     tile.append(box);
   }
 

@@ -85,12 +85,33 @@ export class Meeting extends EventTarget {
         this.onAnswer(msg);
         break;
       case 'error':
+        this.onError(msg);
         this.emit('server-error', msg);
         break;
       case 'shutdown':
         this.emit('shutdown', msg);
         break;
     }
+  }
+
+  // An offer the server refused gets no answer: roll back so negotiation can
+  // continue (and retry if the server was only busy or more changes wait).
+  async onError(msg) {
+    const OFFER_REFUSALS = ['invalid_offer', 'server_busy', 'forbidden', 'sdp_too_large', 'too_many_tracks'];
+    if (this.negotiating && OFFER_REFUSALS.includes(msg.code) && this.pc.signalingState === 'have-local-offer') {
+      try { await this.pc.setLocalDescription({ type: 'rollback' }); } catch { /* already stable */ }
+      this.negotiating = false;
+      if (this.renegotiate || msg.code === 'server_busy') {
+        this.renegotiate = false;
+        setTimeout(() => this.negotiate(), 500);
+      }
+    }
+    // Unmuting a source the host muted is refused: keep it muted here too.
+    if (msg.code === 'forbidden' && this.pendingUnmute) {
+      const l = this.local.get(this.pendingUnmute);
+      if (l) { l.muted = true; l.track.enabled = false; this.emit('muted-by-host', this.pendingUnmute); }
+    }
+    this.pendingUnmute = null;
   }
 
   addParticipant(p) {
@@ -178,6 +199,7 @@ export class Meeting extends EventTarget {
   setMuted(source, muted) {
     const l = this.local.get(source);
     if (!l) return;
+    this.pendingUnmute = muted ? null : source;
     l.muted = muted;
     l.track.enabled = !muted;
     this.sig.send({ type: 'mute', source, muted });

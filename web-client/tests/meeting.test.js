@@ -115,6 +115,16 @@ test('a link without a token is refused with the documented code, and a viewer o
   await waitFor('participant muted by the host', () => p.evaluate(() =>
     window.sfuClient.meeting.local.get('microphone').muted === true
     && window.sfuClient.meeting.local.get('microphone').track.enabled === false));
+  // The participant cannot unmute itself until the host gives the floor.
+  await p.click('#mic');
+  await waitFor('unmute refused, muted again', () => p.evaluate(() =>
+    window.sfuClient.meeting.local.get('microphone').track.enabled === false
+    && window.sfuClient.meeting.local.get('microphone').muted === true));
+  await host.click(`.tile[data-key="p-${pid}"] .host-allow`);
+  await new Promise((r) => setTimeout(r, 300));
+  await p.click('#mic');
+  await waitFor('unmuted after the floor was given', () => p.evaluate(() =>
+    window.sfuClient.meeting.local.get('microphone').track.enabled === true));
   const vid = await viewer.evaluate(() => window.sfuClient.meeting.participantId);
   await host.click(`.tile[data-key="p-${vid}"] .host-remove`);
   await waitFor('viewer told it was removed', () => viewer.evaluate(() =>

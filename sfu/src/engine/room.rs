@@ -264,13 +264,18 @@ impl MediaRoom {
             .map(|i| i.track)
             .filter(|t| !publish.iter().any(|p| p.track_id == *t))
             .collect();
+        // str0m's NACK count per mid keeps running across renegotiations.
+        let old: Vec<(Mid, u64)> = peer.inbound.iter().map(|i| (i.mid, i.last_nacks)).collect();
         peer.inbound = publish
             .iter()
-            .map(|p| Inbound {
-                last_nacks: 0,
-                mid: Mid::from(p.mid.as_str()),
-                track: p.track_id,
-                kind: p.kind,
+            .map(|p| {
+                let mid = Mid::from(p.mid.as_str());
+                Inbound {
+                    last_nacks: old.iter().find(|(m, _)| *m == mid).map_or(0, |o| o.1),
+                    mid,
+                    track: p.track_id,
+                    kind: p.kind,
+                }
             })
             .collect();
         peer.ssrc_tracks.clear();
@@ -302,13 +307,13 @@ impl MediaRoom {
             });
             if !keep {
                 if let Some(d) = d.take() {
-                    removed.push((i, d.track, d.mid, d.munger));
+                    removed.push((i, d.track, d.mid, d.munger, d.last_nacks));
                 }
             }
         }
         // Mungers of removed down-tracks, by mid, in case the mid is reused below.
         let mut old_mungers = Vec::new();
-        for (i, track, mid, munger) in removed {
+        for (i, track, mid, munger, nacks) in removed {
             if let Some(t) = self.tracks.iter_mut().find(|t| t.id == track) {
                 t.subscribers.retain(|r| {
                     *r != SubRef {
@@ -317,7 +322,7 @@ impl MediaRoom {
                     }
                 });
             }
-            old_mungers.push((mid, munger));
+            old_mungers.push((mid, munger, nacks));
         }
 
         for s in subscribe {
@@ -335,17 +340,17 @@ impl MediaRoom {
             };
             // A mid that carried another track keeps its munger, so the
             // subscriber's sequence numbers continue across the switch.
-            let munger = match old_mungers.iter().position(|(m, _)| *m == mid) {
+            let (munger, last_nacks) = match old_mungers.iter().position(|(m, _, _)| *m == mid) {
                 Some(i) => {
-                    let mut m = old_mungers.swap_remove(i).1;
+                    let (_, mut m, nacks) = old_mungers.swap_remove(i);
                     m.switch_source();
-                    m
+                    (m, nacks)
                 }
-                None => Munger::new(clock_rate, fastrand::u16(1..0x7fff)),
+                None => (Munger::new(clock_rate, fastrand::u16(1..0x7fff)), 0),
             };
             let dt_slot = peer.free_downtrack_slot();
             peer.downtracks[dt_slot] = Some(DownTrack {
-                last_nacks: 0,
+                last_nacks,
                 rtx_known: false,
                 mid,
                 track: s.track_id,

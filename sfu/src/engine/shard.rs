@@ -27,6 +27,8 @@ use tracing::{debug, info, warn};
 
 /// Commands taken per loop turn, so a burst of joins cannot starve media.
 const COMMANDS_PER_TURN: usize = 32;
+/// Remote addresses one peer may use (ICE candidates tried, NAT rebinds).
+const MAX_PEER_ADDRS: usize = 8;
 /// The loop wakes at least this often even with nothing to do.
 const MAX_SLEEP: Duration = Duration::from_millis(100);
 
@@ -150,10 +152,23 @@ impl Shard {
                 .and_then(|u| self.by_ufrag.get(u))
                 .copied();
             if let Some((room, slot)) = found {
-                // str0m checks the STUN integrity; we only learn where the peer is.
-                if self.by_addr.insert(source, (room, slot)).is_none() {
-                    if let Some(peer) = self.rooms.get_mut(&room).and_then(|r| r.peer_mut(slot)) {
-                        peer.addrs.push(source);
+                // str0m checks the STUN integrity after this; here we only learn a
+                // candidate address. An address another peer already owns is not
+                // taken over, and a peer learns at most MAX_PEER_ADDRS of them, so
+                // unauthenticated STUN can neither misroute nor grow these tables.
+                let owner = self.by_addr.get(&source).copied();
+                match owner {
+                    Some(o) if o != (room, slot) => {
+                        self.counters.drop(DropReason::UnknownSource);
+                        return;
+                    }
+                    Some(_) => {}
+                    None => {
+                        let peer = self.rooms.get_mut(&room).and_then(|r| r.peer_mut(slot));
+                        if let Some(peer) = peer.filter(|p| p.addrs.len() < MAX_PEER_ADDRS) {
+                            peer.addrs.push(source);
+                            self.by_addr.insert(source, (room, slot));
+                        }
                     }
                 }
             }
