@@ -115,7 +115,9 @@ impl Vp8Source {
     /// frame, as with a real encoder at a steady bitrate.
     pub fn next_frame(&mut self) -> Vec<Packet> {
         let periodic = self.spec.keyframe_interval_s > 0
-            && self.frame % u64::from(self.spec.fps * self.spec.keyframe_interval_s) == 0;
+            && self
+                .frame
+                .is_multiple_of(u64::from(self.spec.fps * self.spec.keyframe_interval_s));
         let requested = std::mem::take(&mut self.keyframe_requested);
         let key = periodic || requested;
         let avg = (u64::from(self.spec.bitrate_kbps) * 1000 / 8 / u64::from(self.spec.fps.max(1)))

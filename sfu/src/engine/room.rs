@@ -456,10 +456,7 @@ impl MediaRoom {
             // as a timeout already due. Feeding it here, once per peer, sends the
             // forwarded copies now instead of on the shard's next full tick.
             let mut fed_timeout = false;
-            loop {
-                let Some(peer) = self.peers.get_mut(slot).and_then(Option::as_mut) else {
-                    break;
-                };
+            while let Some(peer) = self.peers.get_mut(slot).and_then(Option::as_mut) {
                 if peer.failed {
                     break;
                 }

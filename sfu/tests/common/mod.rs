@@ -47,7 +47,7 @@ impl Lossy {
             return false;
         }
         self.seen += 1;
-        let drop = self.seen % self.every == 0;
+        let drop = self.seen.is_multiple_of(self.every);
         self.dropped += u32::from(drop);
         drop
     }
@@ -322,7 +322,7 @@ impl TestPeer {
             *seq += 1;
             let seq_no = *seq;
             let mut payload = vec![0u8; if audio { 80 } else { 1000 }];
-            let keyframe = tick % 30 == 0;
+            let keyframe = tick.is_multiple_of(30);
             match codec {
                 // VP8 payload descriptor (S bit) and the payload header's P bit.
                 Codec::Vp8 => {
