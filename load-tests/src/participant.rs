@@ -391,19 +391,53 @@ async fn write(
     }
 }
 
-fn rtp_packet(pt: u8, seq: u16, ts: u32, ssrc: u32, marker: bool, payload: Vec<u8>) -> rtp::Packet {
-    rtp::Packet {
-        header: rtp::header::Header {
-            version: 2,
-            marker,
-            payload_type: pt,
-            sequence_number: seq,
-            timestamp: ts,
+/// One outgoing RTP stream: its SSRC, payload type, and running sequence
+/// number and timestamp base (both random, as a real sender's are).
+struct RtpStream {
+    ssrc: u32,
+    pt: u8,
+    seq: u16,
+    ts_base: u32,
+}
+
+impl RtpStream {
+    fn new(ssrc: u32, pt: u8) -> Self {
+        Self {
             ssrc,
-            ..Default::default()
-        },
-        payload: payload.into(),
+            pt,
+            seq: fastrand_u32() as u16,
+            ts_base: fastrand_u32(),
+        }
     }
+
+    fn packet(&mut self, p: crate::media::Packet) -> rtp::Packet {
+        let seq = self.seq;
+        self.seq = seq.wrapping_add(1);
+        rtp::Packet {
+            header: rtp::header::Header {
+                version: 2,
+                marker: p.marker,
+                payload_type: self.pt,
+                sequence_number: seq,
+                timestamp: self.ts_base.wrapping_add(p.rtp_ts),
+                ssrc: self.ssrc,
+                ..Default::default()
+            },
+            payload: p.payload.into(),
+        }
+    }
+}
+
+/// A ticker for a sender, after noting when the source started.
+fn start_sender(state: &RunState, source: u32, every: Duration) -> tokio::time::Interval {
+    state
+        .source_started
+        .lock()
+        .unwrap()
+        .insert(source, Instant::now());
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    tick
 }
 
 async fn send_video(
@@ -413,15 +447,8 @@ async fn send_video(
     state: Arc<RunState>,
     stop: watch::Receiver<bool>,
 ) {
-    state
-        .source_started
-        .lock()
-        .unwrap()
-        .insert(source.id(), Instant::now());
-    let mut seq = fastrand_u32() as u16;
-    let ts_base = fastrand_u32();
-    let mut tick = tokio::time::interval(source.frame_interval());
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut stream = RtpStream::new(ssrc, wc::VP8_PT);
+    let mut tick = start_sender(&state, source.id(), source.frame_interval());
     let keyframe_wanted = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let listener = {
         let (track, wanted) = (track.clone(), keyframe_wanted.clone());
@@ -437,16 +464,7 @@ async fn send_video(
             source.request_keyframe();
         }
         for p in source.next_frame() {
-            let pkt = rtp_packet(
-                wc::VP8_PT,
-                seq,
-                ts_base.wrapping_add(p.rtp_ts),
-                ssrc,
-                p.marker,
-                p.payload,
-            );
-            seq = seq.wrapping_add(1);
-            write(&track, pkt, None, &state).await;
+            write(&track, stream.packet(p), None, &state).await;
         }
     }
     listener.abort();
@@ -459,28 +477,12 @@ async fn send_audio(
     state: Arc<RunState>,
     stop: watch::Receiver<bool>,
 ) {
-    state
-        .source_started
-        .lock()
-        .unwrap()
-        .insert(source.id(), Instant::now());
-    let mut seq = fastrand_u32() as u16;
-    let ts_base = fastrand_u32();
-    let mut tick = tokio::time::interval(OpusSource::INTERVAL);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut stream = RtpStream::new(ssrc, wc::OPUS_PT);
+    let mut tick = start_sender(&state, source.id(), OpusSource::INTERVAL);
     while !*stop.borrow() {
         tick.tick().await;
         let level = source.audio_level();
-        let p = source.next_packet();
-        let pkt = rtp_packet(
-            wc::OPUS_PT,
-            seq,
-            ts_base.wrapping_add(p.rtp_ts),
-            ssrc,
-            p.marker,
-            p.payload,
-        );
-        seq = seq.wrapping_add(1);
+        let pkt = stream.packet(source.next_packet());
         let ext = HeaderExtension::AudioLevel(AudioLevelExtension { level, voice: true });
         write(&track, pkt, Some(ext), &state).await;
     }

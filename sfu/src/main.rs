@@ -209,7 +209,7 @@ fn mint(config: &Config, t: &TokenArgs) -> anyhow::Result<()> {
     )
     .map_err(|e| anyhow::anyhow!("--name: {}", e.message))?;
     let role_text = need(&t.role, "--role")?;
-    let role = sfu::tokens::parse_role(&role_text).ok_or_else(|| {
+    let role = signaling::auth::Role::parse(&role_text).ok_or_else(|| {
         anyhow::anyhow!("--role must be host, participant or viewer, not '{role_text}'")
     })?;
     let ttl_text = t.ttl.clone().unwrap_or_else(|| "8h".into());

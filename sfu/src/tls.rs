@@ -5,7 +5,7 @@
 
 use crate::config::{HttpConfig, TlsMode};
 use std::net::IpAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// Certificate chain and private key, PEM.
 pub struct TlsMaterial {
@@ -76,9 +76,7 @@ pub fn load_or_create(http: &HttpConfig, advertised: IpAddr) -> anyhow::Result<T
         .distinguished_name
         .push(rcgen::DnType::CommonName, names[0].clone());
     let cert = params.self_signed(&key)?;
-    std::fs::create_dir_all(dir)
-        .map_err(|e| anyhow::anyhow!("cannot create http.data_dir {}: {e}", dir.display()))?;
-    write_private(&key_path, &key.serialize_pem())?;
+    crate::tokens::write_private(&key_path, &key.serialize_pem())?;
     std::fs::write(&cert_path, cert.pem())?;
     Ok(TlsMaterial {
         fingerprint: fingerprint(&cert.pem())?,
@@ -94,19 +92,6 @@ pub fn load_or_create(http: &HttpConfig, advertised: IpAddr) -> anyhow::Result<T
 
 fn read(p: &Path) -> anyhow::Result<String> {
     std::fs::read_to_string(p).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", p.display()))
-}
-
-fn write_private(path: &PathBuf, text: &str) -> anyhow::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)?;
-    f.write_all(text.as_bytes())?;
-    Ok(())
 }
 
 /// SHA-256 of the first certificate in a PEM chain.

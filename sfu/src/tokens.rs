@@ -2,7 +2,7 @@
 //! The key itself is never printed or logged.
 
 use crate::config::AuthConfig;
-use signaling::auth::{Auth, Role};
+use signaling::auth::Auth;
 use std::path::Path;
 use std::time::Duration;
 
@@ -46,8 +46,9 @@ pub fn load_key(
     Ok((random_hex_key().into_bytes(), KeySource::Ephemeral))
 }
 
-/// Write a file only the owner can read.
-fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
+/// Create a new file only the owner can read (its directory too, if needed).
+/// Fails if the file exists, so a secret is never silently replaced.
+pub fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -58,7 +59,7 @@ fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
         .create_new(true)
         .mode(0o600)
         .open(path)
-        .map_err(|e| anyhow::anyhow!("cannot create auth.key_file {}: {e}", path.display()))?;
+        .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", path.display()))?;
     f.write_all(text.as_bytes())?;
     Ok(())
 }
@@ -105,10 +106,6 @@ pub fn parse_ttl(s: &str) -> Option<Duration> {
     };
     let secs = n.checked_mul(per)?;
     (secs > 0 && secs <= MAX_TTL.as_secs()).then(|| Duration::from_secs(secs))
-}
-
-pub fn parse_role(s: &str) -> Option<Role> {
-    Role::parse(s)
 }
 
 #[cfg(test)]

@@ -1,5 +1,5 @@
 //! Per-shard packet counters, owned by the shard thread and published to
-//! readers by copying into atomics once per loop turn batch.
+//! readers as a snapshot copy at most every 20 ms (`ShardStats::snapshot`).
 
 /// Why a packet was not forwarded. A closed set: it becomes a metric label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

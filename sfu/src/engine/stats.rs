@@ -10,11 +10,6 @@ pub struct ShardStats {
     pub rooms: AtomicUsize,
     pub peers: AtomicUsize,
     pub tracks: AtomicUsize,
-    pub received_datagrams: AtomicU64,
-    pub received_rtp: AtomicU64,
-    pub forwarded: AtomicU64,
-    pub sent_packets: AtomicU64,
-    pub drops: [AtomicU64; DropReason::ALL.len()],
     /// The shard thread's kernel thread id, so its CPU time can be read from
     /// /proc at scrape time instead of being measured in the loop.
     pub thread_id: AtomicI32,
@@ -98,16 +93,6 @@ pub fn process_epoch() -> std::time::Instant {
 }
 
 impl ShardStats {
-    pub fn publish(&self, c: &Counters) {
-        self.received_datagrams.store(c.received_datagrams, Relaxed);
-        self.received_rtp.store(c.received_rtp, Relaxed);
-        self.forwarded.store(c.forwarded, Relaxed);
-        self.sent_packets.store(c.sent_packets, Relaxed);
-        for (a, v) in self.drops.iter().zip(c.drops) {
-            a.store(v, Relaxed);
-        }
-    }
-
     pub fn set_gauges(&self, rooms: usize, peers: usize, tracks: usize, subscriptions: usize) {
         self.rooms.store(rooms, Relaxed);
         self.peers.store(peers, Relaxed);
@@ -127,8 +112,14 @@ impl ShardStats {
             .clone()
     }
 
+    /// Copies forwarded, as of the last snapshot (at most `SNAPSHOT_EVERY` old).
+    pub fn forwarded(&self) -> u64 {
+        self.counters().forwarded
+    }
+
+    /// Drops for `reason`, as of the last snapshot.
     pub fn dropped(&self, reason: DropReason) -> u64 {
-        self.drops[reason as usize].load(Relaxed)
+        self.counters().drops[reason as usize]
     }
 
     pub fn beat(&self, now: std::time::Instant) {
