@@ -48,19 +48,35 @@ function applyRemoteFlags(participantId) {
 // Reconnect backoff: the server's hint (shutdown.retry_after_ms) first, then
 // doubling up to 10 s, with jitter so a restarted server is not hit at once.
 const BACKOFF_MAX_MS = 10000;
-const NO_RECONNECT = new Set(['unauthorized', 'invalid_token', 'token_expired', 'wrong_room', 'removed', 'room_full', 'invalid_room', 'invalid_name', 'unsupported_version']);
+// `replaced`: the same identity joined again elsewhere (a reload, a second tab);
+// reconnecting would replace that one in turn, forever.
+const NO_RECONNECT = new Set(['unauthorized', 'invalid_token', 'token_expired', 'wrong_room', 'removed', 'replaced', 'room_full', 'invalid_room', 'invalid_name', 'unsupported_version']);
 let session = null; // { room, name, localStream, attempt, timer }
 
-// The display name inside an invite token (the server verifies the token; this
-// only reads the name to label the local tile before `joined` arrives).
-function nameInToken(token) {
+// The claims inside an invite token. The server verifies the token; the page
+// only reads the name (to label the local tile before `joined` arrives) and the
+// role (a viewer never opens the camera or microphone).
+function tokenClaims(token) {
   try {
     const payload = token.split('.')[1].replace(/-/g, '+').replace(/_/g, '/');
     const json = decodeURIComponent(escape(atob(payload)));
-    return JSON.parse(json).name || '';
+    const claims = JSON.parse(json);
+    return claims && typeof claims === 'object' ? claims : {};
   } catch {
-    return '';
+    return {};
   }
+}
+
+function nameInToken(token) {
+  const name = tokenClaims(token).name;
+  return typeof name === 'string' ? name : '';
+}
+
+// A token that only allows receiving: the viewer role, or publishing turned off.
+function receiveOnlyToken(token) {
+  if (!token) return false;
+  const claims = tokenClaims(token);
+  return claims.role === 'viewer' || claims.permissions?.publish === false;
 }
 
 async function join(room, name, token = null) {
@@ -68,10 +84,12 @@ async function join(room, name, token = null) {
   $('meeting').hidden = false;
   status(t('connecting'));
   let localStream = null;
-  try {
-    localStream = await navigator.mediaDevices.getUserMedia({ audio: true, video: { width: 1280, height: 720 } });
-  } catch (e) {
-    status(t('noMedia', { err: e.name }));
+  if (!receiveOnlyToken(token)) {
+    try {
+      localStream = await navigator.mediaDevices.getUserMedia({ audio: true, video: { width: 1280, height: 720 } });
+    } catch (e) {
+      status(t('noMedia', { err: e.name }));
+    }
   }
   session = { room, name, token, localStream, attempt: 0, timer: null, reconnects: 0 };
   const local = grid.tile('local', `${name} (${t('you')})`, { local: true });
@@ -84,11 +102,14 @@ async function join(room, name, token = null) {
 function startMeeting() {
   const { room, name, token, localStream } = session;
   meeting = new Meeting({ room, name, token, localStream });
+  const current = meeting;
   window.sfuClient = { meeting, grid, session };
   let retryAfter = null;
   meeting.addEventListener('joined', () => {
     session.attempt = 0;
     status(t('participants', { n: meeting.participants.size + 1 }));
+    // A viewer has nothing to mute or share.
+    for (const id of ['mic', 'cam', 'share']) $(id).hidden = meeting.role === 'viewer';
     refreshControls();
   });
   meeting.addEventListener('connection', (e) => { if (e.detail === 'connected') status(t('connected')); });
@@ -126,8 +147,8 @@ function startMeeting() {
   meeting.addEventListener('muted-by-host', () => { refreshControls(); status(t('mutedByHost')); });
   meeting.addEventListener('server-error', (e) => {
     status(t(`error_${e.detail.code}`) || e.detail.message);
-    // Reconnecting cannot fix these: the invite or the host decided.
-    if (NO_RECONNECT.has(e.detail.code)) meeting.fatal = true;
+    // Reconnecting cannot fix these: the invite, the host, or another window decided.
+    if (NO_RECONNECT.has(e.detail.code)) endMeeting(current);
     // A join refused for now (server full, busy, draining) leaves the socket open:
     // close it so the backoff reconnect tries again.
     else if (meeting.participantId === null && ['server_full', 'server_busy', 'shutting_down'].includes(e.detail.code)) meeting.sig.close();
@@ -136,11 +157,28 @@ function startMeeting() {
     retryAfter = e.detail.retry_after_ms;
     showBanner(t('restarting'));
   });
-  const current = meeting;
-  meeting.addEventListener('closed', () => {
+  meeting.addEventListener('closed', (e) => {
     if (!session || meeting !== current || current.leaving || current.fatal) return;
+    // A final close whose `error` message was lost still ends the meeting.
+    const reason = e.detail?.code === 4000 ? e.detail.reason : '';
+    if (NO_RECONNECT.has(reason)) {
+      status(t(`error_${reason}`));
+      endMeeting(current);
+      return;
+    }
     scheduleReconnect(retryAfter);
   });
+}
+
+// The server ended this meeting for good: no reconnect, camera and microphone off.
+function endMeeting(m) {
+  m.fatal = true;
+  m.stopLocalMedia();
+  m.close();
+  if (session?.timer) { clearTimeout(session.timer); session.timer = null; }
+  const preview = $('grid').querySelector('.tile.local video');
+  if (preview) preview.srcObject = null;
+  for (const key of grid.keys()) if (key !== 'local') grid.remove(key);
 }
 
 function scheduleReconnect(hintMs) {

@@ -154,9 +154,19 @@ export class Meeting extends EventTarget {
     this.emit('remote-removed', r);
   }
 
+  // True when an offer would carry no m-line worth sending: nothing was ever
+  // negotiated and no transceiver wants to send or receive. A viewer (or a
+  // participant without camera and microphone) alone in a room is in this
+  // state; an offer without m-lines would leave the connection unusable, so
+  // negotiation waits until the first track to receive (or send) appears.
+  nothingToOffer() {
+    return !this.pc.getTransceivers().some((t) => !t.stopped && (t.mid !== null || t.direction !== 'inactive'));
+  }
+
   // One offer in flight at a time; changes meanwhile trigger one more round.
   async negotiate() {
     if (this.negotiating) { this.renegotiate = true; return; }
+    if (this.pc.signalingState === 'closed' || this.nothingToOffer()) return;
     this.negotiating = true;
     try {
       const offer = await this.pc.createOffer();
@@ -232,7 +242,13 @@ export class Meeting extends EventTarget {
   leave() {
     this.sig.send({ type: 'leave' });
     this.close();
+    this.stopLocalMedia();
+  }
+
+  // The meeting is over for this page: camera, microphone and any screen share off.
+  stopLocalMedia() {
     for (const l of this.local.values()) l.track.stop();
+    for (const track of this.localStream?.getTracks() ?? []) track.stop();
   }
 
   // Drop the connection but keep the local camera and microphone, for a reconnect.
