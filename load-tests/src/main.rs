@@ -201,6 +201,9 @@ fn main() -> Result<()> {
         for e in s.errors.iter().take(5) {
             eprintln!("{}: {e}", s.label);
         }
+        for e in s.without_media_examples.iter().take(5) {
+            eprintln!("{}: no media: {e}", s.label);
+        }
     }
     std::fs::create_dir_all(&a.out)?;
     let json = a.out.join(format!("{name}.json"));

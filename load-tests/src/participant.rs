@@ -52,6 +52,22 @@ pub struct RunState {
     pub source_started: Mutex<std::collections::HashMap<u32, Instant>>,
     /// True during the measured window: latency and jitter are sampled then.
     pub steady: Arc<std::sync::atomic::AtomicBool>,
+    /// Participant index → who it is, where, and when it was in the run.
+    pub members: Mutex<std::collections::HashMap<usize, Member>>,
+    /// Source id → the index of the participant that publishes it.
+    pub source_owner: Mutex<std::collections::HashMap<u32, usize>>,
+}
+
+/// One participant's stay, for checking that it received media from every
+/// other member of its room it overlapped with (from the packets it got).
+#[derive(Debug, Clone)]
+pub struct Member {
+    pub name: String,
+    pub room: String,
+    pub subscribes: bool,
+    /// When it was started, and when it was told to leave (None: still in).
+    pub from: Instant,
+    pub until: Option<Instant>,
 }
 
 impl RunState {
@@ -146,6 +162,7 @@ async fn run_inner(
     let (pc_tx, mut pc_rx) = mpsc::unbounded_channel();
     let pc = PeerConnectionBuilder::new()
         .with_media_engine(wc::media_engine()?)
+        .with_setting_engine(wc::setting_engine())
         .with_interceptor_registry(wc::interceptors())
         .with_handler(Arc::new(Handler {
             events: pc_tx,
@@ -167,7 +184,7 @@ async fn run_inner(
         let Some(video) = video else { continue };
         let ssrc = fastrand_u32();
         let track = wc::local_track(RtpCodecKind::Video, source, ssrc, Some(fastrand_u32()));
-        let id = publish(&pc, &track, source, state, &mut publications).await?;
+        let id = publish(&pc, &track, source, index, state, &mut publications).await?;
         let (st, stop) = (state.clone(), stop.clone());
         pending_senders.push(Box::new(move || {
             tokio::spawn(send_video(track, ssrc, Vp8Source::new(video, id), st, stop))
@@ -176,7 +193,7 @@ async fn run_inner(
     if spec.microphone {
         let ssrc = fastrand_u32();
         let track = wc::local_track(RtpCodecKind::Audio, "microphone", ssrc, None);
-        let id = publish(&pc, &track, "microphone", state, &mut publications).await?;
+        let id = publish(&pc, &track, "microphone", index, state, &mut publications).await?;
         let (st, stop) = (state.clone(), stop.clone());
         pending_senders.push(Box::new(move || {
             tokio::spawn(send_audio(track, ssrc, OpusSource::new(id, 32), st, stop))
@@ -284,6 +301,7 @@ async fn publish(
     pc: &impl PeerConnection,
     track: &Arc<TrackLocalStaticRTP>,
     source: &'static str,
+    index: usize,
     state: &RunState,
     publications: &mut Vec<Publication>,
 ) -> Result<u32> {
@@ -303,6 +321,7 @@ async fn publish(
     });
     let id = state.next_source.fetch_add(1, Relaxed);
     state.sources.lock().unwrap().insert(id, source);
+    state.source_owner.lock().unwrap().insert(id, index);
     Ok(id)
 }
 

@@ -45,13 +45,13 @@ impl Machine {
 pub fn table(steps: &[StepResult]) -> String {
     let mut out = String::new();
     out.push_str(&format!(
-        "{:<26} {:>9} {:>7} {:>13} {:>5} {:>5} {:>21} {:>7} {:>8} {:>13} {:>9} {:>8} {:>8} {:>8} {:>7} {:>6} {:>4}\n",
+        "{:<26} {:>9} {:>7} {:>13} {:>5} {:>5} {:>21} {:>7} {:>8} {:>13} {:>9} {:>8} {:>8} {:>8} {:>7} {:>6} {:>4} {:>8} {:>6}\n",
         "step", "received", "loss%", "rcvbuf sfu/all", "dup", "reord", "latency p50/95/99 ms", "jit ms", "vid kbps",
-        "1st pkt/key", "fwd/s", "sfu µs", "sfu cpu%", "gen cpu%", "floor×", "KiB/p", "err"
+        "1st pkt/key", "fwd/s", "sfu µs", "sfu cpu%", "gen cpu%", "floor×", "KiB/p", "err", "no media", "shards"
     ));
     for s in steps {
         out.push_str(&format!(
-            "{:<26} {:>9} {:>7.3} {:>13} {:>5} {:>5} {:>21} {:>7.2} {:>8.0} {:>13} {:>9.0} {:>8.2} {:>8.1} {:>8.1} {:>7} {:>6.0} {:>4}\n",
+            "{:<26} {:>9} {:>7.3} {:>13} {:>5} {:>5} {:>21} {:>7.2} {:>8.0} {:>13} {:>9.0} {:>8.2} {:>8.1} {:>8.1} {:>7} {:>6.0} {:>4} {:>8} {:>6}\n",
             s.label,
             s.received_packets,
             s.loss_percent,
@@ -69,8 +69,14 @@ pub fn table(steps: &[StepResult]) -> String {
             s.floor_ratio.map_or("-".to_owned(), |r| format!("{r:.1}")),
             s.sfu_rss_per_participant_kib,
             s.errors.len(),
+            format!("{}/{}", s.members_without_media, s.members_checked),
+            s.shards.map_or("-".to_owned(), |n| n.to_string()),
         ));
     }
+    out.push_str(&format!(
+        "no media: members that got no packet of some track of another member of their room while together ≥ {:.0} s / members checked\n",
+        steps.first().map_or(0.0, |s| s.together_min_s)
+    ));
     out
 }
 

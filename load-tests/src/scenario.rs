@@ -3,10 +3,11 @@
 use crate::floor::{self, FloorResult};
 use crate::measure::percentile;
 use crate::media::VideoSpec;
-use crate::participant::{self, ParticipantSpec, RunState};
+use crate::participant::{self, Member, ParticipantSpec, RunState};
 use crate::server::{Scrape, ServerUnderTest};
 use anyhow::Result;
 use serde::Serialize;
+use std::collections::{HashMap, HashSet};
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -197,7 +198,121 @@ pub struct StepResult {
     pub sfu_rss_samples: Vec<(f64, f64)>,
     pub floor: Option<FloorResult>,
     pub floor_ratio: Option<f64>,
+    /// Shard threads of the spawned server (None: an external server).
+    pub shards: Option<usize>,
+    /// Members that subscribe and shared at least `together_min_s` with
+    /// another member of their room while it was sending.
+    pub members_checked: usize,
+    /// Of those, the ones that received no packet at all of at least one such
+    /// member's tracks (counted from the packets they received).
+    pub members_without_media: usize,
+    /// (receiver, sender) pairs of one room that overlapped, and those in
+    /// which the receiver got nothing of one of the sender's tracks.
+    pub member_pairs_checked: usize,
+    pub member_pairs_without_media: usize,
+    /// The overlap below which a pair is not checked (joining and the first
+    /// keyframe take a moment).
+    pub together_min_s: f64,
+    /// A few of those pairs, by name.
+    pub without_media_examples: Vec<String>,
     pub errors: Vec<String>,
+}
+
+/// Overlap a (receiver, sender) pair needs before missing media counts.
+const TOGETHER_MIN: Duration = Duration::from_secs(3);
+
+/// Members without media from every other member they overlapped with, from
+/// the packets each actually received.
+struct MediaCoverage {
+    members_checked: usize,
+    members_without: usize,
+    pairs_checked: usize,
+    pairs_without: usize,
+    examples: Vec<String>,
+}
+
+fn media_coverage(state: &RunState, end: Instant) -> MediaCoverage {
+    let members = state.members.lock().unwrap().clone();
+    let owners = state.source_owner.lock().unwrap().clone();
+    let started = state.source_started.lock().unwrap().clone();
+    let sources = state.sources.lock().unwrap().clone();
+    let received: HashMap<usize, HashSet<u32>> = state
+        .receivers
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(i, m)| {
+            let got = m
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|(_, t)| t.lock().unwrap().packets > 0)
+                .map(|(s, _)| *s)
+                .collect();
+            (*i, got)
+        })
+        .collect();
+    let mut c = MediaCoverage {
+        members_checked: 0,
+        members_without: 0,
+        pairs_checked: 0,
+        pairs_without: 0,
+        examples: Vec::new(),
+    };
+    let mut receivers: Vec<(&usize, &Member)> =
+        members.iter().filter(|(_, m)| m.subscribes).collect();
+    receivers.sort_by_key(|(i, _)| **i);
+    for (ri, r) in receivers {
+        let r_until = r.until.unwrap_or(end);
+        let got = received.get(ri);
+        // Sender index → (overlap, tracks missed).
+        let mut pairs: HashMap<usize, (Duration, Vec<&'static str>)> = HashMap::new();
+        for (source, owner) in &owners {
+            let Some(o) = members.get(owner).filter(|o| *owner != *ri && o.room == r.room) else {
+                continue;
+            };
+            // A track that never started sending cannot be missed.
+            let Some(&sent_from) = started.get(source) else {
+                continue;
+            };
+            let together = r_until
+                .min(o.until.unwrap_or(end))
+                .saturating_duration_since(r.from.max(sent_from));
+            if together < TOGETHER_MIN {
+                continue;
+            }
+            let pair = pairs.entry(*owner).or_insert((together, Vec::new()));
+            pair.0 = pair.0.min(together);
+            if !got.is_some_and(|g| g.contains(source)) {
+                pair.1.push(sources.get(source).copied().unwrap_or("track"));
+            }
+        }
+        if pairs.is_empty() {
+            continue;
+        }
+        c.members_checked += 1;
+        c.pairs_checked += pairs.len();
+        let mut missing: Vec<_> = pairs.into_iter().filter(|(_, p)| !p.1.is_empty()).collect();
+        if missing.is_empty() {
+            continue;
+        }
+        c.members_without += 1;
+        c.pairs_without += missing.len();
+        missing.sort_by_key(|(o, _)| *o);
+        for (o, (together, tracks)) in missing {
+            if c.examples.len() < 20 {
+                c.examples.push(format!(
+                    "{} ({}) got no {} of {} in {:.1} s together",
+                    r.name,
+                    r.room,
+                    tracks.join("/"),
+                    members[&o].name,
+                    together.as_secs_f64()
+                ));
+            }
+        }
+    }
+    c
 }
 
 /// The kernel's count of UDP datagrams dropped for a full receive buffer.
@@ -224,11 +339,22 @@ fn process_cpu() -> Duration {
 }
 
 struct Running {
+    index: usize,
     stop: watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
 }
 
 fn start(index: usize, spec: ParticipantSpec, ws: &str, state: &Arc<RunState>) -> Running {
+    state.members.lock().unwrap().insert(
+        index,
+        Member {
+            name: spec.name.clone(),
+            room: spec.room.clone(),
+            subscribes: spec.subscribe,
+            from: Instant::now(),
+            until: None,
+        },
+    );
     let (stop, rx) = watch::channel(false);
     let task = tokio::spawn(participant::run(
         index,
@@ -237,10 +363,13 @@ fn start(index: usize, spec: ParticipantSpec, ws: &str, state: &Arc<RunState>) -
         state.clone(),
         rx,
     ));
-    Running { stop, task }
+    Running { index, stop, task }
 }
 
-async fn finish(r: Running) {
+async fn finish(r: Running, state: &RunState) {
+    if let Some(m) = state.members.lock().unwrap().get_mut(&r.index) {
+        m.until.get_or_insert_with(Instant::now);
+    }
     let _ = r.stop.send(true);
     let mut task = r.task;
     if tokio::time::timeout(Duration::from_secs(5), &mut task)
@@ -290,7 +419,7 @@ pub async fn run_step(common: &Common, plan: &Plan) -> Result<StepResult> {
         let now = Instant::now();
         if let (Some(at), Some(every)) = (next_churn, plan.churn_every) {
             if now >= at && !running.is_empty() {
-                finish(running.remove(0)).await;
+                finish(running.remove(0), &state).await;
                 let spec = ParticipantSpec {
                     name: format!("c-{next_index}"),
                     ..plan.participants[0].clone()
@@ -317,8 +446,18 @@ pub async fn run_step(common: &Common, plan: &Plan) -> Result<StepResult> {
     let scrape1 = server.scrape().await.unwrap_or_default();
     let (cpu1, window) = (process_cpu(), t0.elapsed());
     state.steady.store(false, Relaxed);
+    // Everyone still in stays until the window's end, for the media check.
+    let window_end = Instant::now();
+    {
+        let mut members = state.members.lock().unwrap();
+        for r in &running {
+            if let Some(m) = members.get_mut(&r.index) {
+                m.until = Some(window_end);
+            }
+        }
+    }
     for r in running {
-        finish(r).await;
+        finish(r, &state).await;
     }
     if !common.quiet {
         eprintln!();
@@ -336,6 +475,13 @@ pub async fn run_step(common: &Common, plan: &Plan) -> Result<StepResult> {
     };
     let scrapes = [&baseline, &scrape0, &scrape1];
     let mut result = summarize(plan, joins, &state, scrapes, window, cpu1 - cpu0, floor);
+    let coverage = media_coverage(&state, window_end);
+    result.shards = common.external.is_none().then_some(common.shards);
+    result.members_checked = coverage.members_checked;
+    result.members_without_media = coverage.members_without;
+    result.member_pairs_checked = coverage.pairs_checked;
+    result.member_pairs_without_media = coverage.pairs_without;
+    result.without_media_examples = coverage.examples;
     result.udp_rcvbuf_drops = rcvbuf_drops;
     rss_samples.push((window.as_secs_f64(), mib(&scrape1)));
     result.sfu_rss_samples = rss_samples;
@@ -502,6 +648,13 @@ fn summarize(
             .filter(|f| f.us_per_copy > 0.0 && sfu_us_per_copy > 0.0)
             .map(|f| sfu_us_per_copy / f.us_per_copy),
         floor,
+        shards: None,
+        members_checked: 0,
+        members_without_media: 0,
+        member_pairs_checked: 0,
+        member_pairs_without_media: 0,
+        together_min_s: TOGETHER_MIN.as_secs_f64(),
+        without_media_examples: Vec::new(),
         errors: state.errors.lock().unwrap().clone(),
     }
 }

@@ -7,6 +7,8 @@
 use crate::measure::TrackMeter;
 use crate::media::{unix_us, Trailer};
 use anyhow::Result;
+use rtc::ice::mdns::MulticastDnsMode;
+use rtc::ice::network_type::NetworkType;
 use rtc::interceptor::{
     Attribute, Interceptor, NackGeneratorBuilder, NackResponderBuilder, Packet as IPacket,
     ReceiverReportBuilder, Registry, SenderReportBuilder, Slot, StreamInfo, TaggedPacket,
@@ -15,6 +17,7 @@ use rtc::media_stream::MediaStreamTrack;
 use rtc::peer_connection::configuration::media_engine::{
     MediaEngine, MIME_TYPE_OPUS, MIME_TYPE_RTX, MIME_TYPE_VP8,
 };
+use rtc::peer_connection::configuration::setting_engine::{SettingEngine, SettingEngineBuilder};
 use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
 use rtc::rtp_transceiver::rtp_sender::{
@@ -105,6 +108,18 @@ pub fn media_engine() -> Result<MediaEngine> {
         None,
     )?;
     Ok(m)
+}
+
+/// Settings for every simulated participant's peer connection: no mDNS (its
+/// multicast socket cannot be opened where no interface routes multicast, such
+/// as a loopback-only network namespace, and the SFU never sends `.local`
+/// candidates), and host candidates over UDP/IPv4 only. The sockets themselves
+/// are bound to 127.0.0.1 by the caller.
+pub fn setting_engine() -> SettingEngine {
+    SettingEngineBuilder::new()
+        .with_multicast_dns_mode(MulticastDnsMode::Disabled)
+        .with_network_types(vec![NetworkType::Udp4])
+        .build()
 }
 
 /// NACK with a cap per packet (the default generator never sees RTX repairs
