@@ -395,6 +395,7 @@ async fn write(
     pkt: rtp::Packet,
     ext: Option<HeaderExtension>,
     state: &RunState,
+    stop: &watch::Receiver<bool>,
 ) {
     let bytes = pkt.payload.len() as u64;
     let result = match ext {
@@ -406,6 +407,8 @@ async fn write(
             state.sent_packets.fetch_add(1, Relaxed);
             state.sent_bytes.fetch_add(bytes, Relaxed);
         }
+        // A write racing the leave (the peer connection closing) is not an error.
+        Err(_) if *stop.borrow() => {}
         Err(e) => state.error(format!("write_rtp: {e}")),
     }
 }
@@ -483,7 +486,7 @@ async fn send_video(
             source.request_keyframe();
         }
         for p in source.next_frame() {
-            write(&track, stream.packet(p), None, &state).await;
+            write(&track, stream.packet(p), None, &state, &stop).await;
         }
     }
     listener.abort();
@@ -503,6 +506,6 @@ async fn send_audio(
         let level = source.audio_level();
         let pkt = stream.packet(source.next_packet());
         let ext = HeaderExtension::AudioLevel(AudioLevelExtension { level, voice: true });
-        write(&track, pkt, Some(ext), &state).await;
+        write(&track, pkt, Some(ext), &state, &stop).await;
     }
 }

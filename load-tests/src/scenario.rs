@@ -219,7 +219,7 @@ pub struct StepResult {
 }
 
 /// Overlap a (receiver, sender) pair needs before missing media counts.
-const TOGETHER_MIN: Duration = Duration::from_secs(3);
+const TOGETHER_MIN: Duration = Duration::from_secs(2);
 
 /// Members without media from every other member they overlapped with, from
 /// the packets each actually received.
@@ -656,5 +656,78 @@ fn summarize(
         together_min_s: TOGETHER_MIN.as_secs_f64(),
         without_media_examples: Vec::new(),
         errors: state.errors.lock().unwrap().clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::measure::TrackMeter;
+    use crate::media::Trailer;
+    use std::sync::Mutex;
+
+    /// Room "r": 0 and 1 together for 10 s, 1 got nothing of 0's camera; 2
+    /// joined 1 s before the end (too short to count); 3 is in another room.
+    #[test]
+    fn counts_members_without_media_from_received_packets() {
+        let t0 = Instant::now();
+        let s = Duration::from_secs;
+        let state = RunState::default();
+        let member = |name: &str, room: &str, from: Instant| Member {
+            name: name.to_owned(),
+            room: room.to_owned(),
+            subscribes: true,
+            from,
+            until: Some(t0 + s(10)),
+        };
+        {
+            let mut m = state.members.lock().unwrap();
+            m.insert(0, member("a", "r", t0));
+            m.insert(1, member("b", "r", t0));
+            m.insert(2, member("c", "r", t0 + s(9)));
+            m.insert(3, member("d", "other", t0));
+        }
+        // Sources: 0 camera + 1 microphone of a, 2 camera of b, 3 camera of d.
+        for (source, owner, kind) in [
+            (0, 0, "camera"),
+            (1, 0, "microphone"),
+            (2, 1, "camera"),
+            (3, 3, "camera"),
+        ] {
+            state.source_owner.lock().unwrap().insert(source, owner);
+            state.sources.lock().unwrap().insert(source, kind);
+            state.source_started.lock().unwrap().insert(source, t0);
+        }
+        let got = |sources: &[u32]| {
+            let meters: crate::webrtc_client::Meters = Default::default();
+            for &source in sources {
+                let mut m = TrackMeter::new(t0);
+                let t = Trailer {
+                    source,
+                    counter: 0,
+                    sent_unix_us: 0,
+                    flags: 0,
+                };
+                m.record(&t, 100, t0, 0, false);
+                meters
+                    .lock()
+                    .unwrap()
+                    .insert(source, Arc::new(Mutex::new(m)));
+            }
+            meters
+        };
+        {
+            let mut r = state.receivers.lock().unwrap();
+            r.push((0, got(&[2])));
+            r.push((1, got(&[1]))); // a's microphone only
+            r.push((2, got(&[]))); // c: nothing, but only 1 s together
+            r.push((3, got(&[0]))); // d: alone in its room
+        }
+        let c = media_coverage(&state, t0 + s(10));
+        assert_eq!(c.members_checked, 2, "a and b");
+        assert_eq!(c.members_without, 1, "b");
+        assert_eq!(c.pairs_checked, 2);
+        assert_eq!(c.pairs_without, 1);
+        assert_eq!(c.examples, vec!["b (r) got no camera of a in 10.0 s together"]);
     }
 }
