@@ -15,28 +15,23 @@
 
 use criterion::{BenchmarkId, Criterion, Throughput};
 use serde_json::json;
-use sfu::engine::counters::{Counters, DropReason};
+use sfu::engine::counters::DropReason;
 use sfu::engine::egress::Egress;
-use sfu::engine::room::{MediaRoom, PeerSetup};
+use sfu::engine::room::PeerSetup;
 use sfu::engine::shard::build_rtc;
-use signaling::ids::{ParticipantId, RoomId, TrackId};
-use signaling::media::{MediaEvent, Publication, Subscription};
+use sfu::engine::testkit::{add_audio, add_video, receive, SimRoom, SERVER};
+use signaling::ids::TrackId;
+use signaling::media::Subscription;
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::backtrace::Backtrace;
-use std::cell::{Cell, RefCell};
+use std::cell::Cell;
 use std::collections::HashMap;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime};
-use str0m::change::SdpAnswer;
-use str0m::config::DtlsCert;
-use str0m::format::Codec;
-use str0m::media::{Direction, MediaKind, Mid, Pt};
-use str0m::net::{Protocol, Receive};
-use str0m::rtp::RtpWrite;
-use str0m::{Candidate, Event, Input, Output, Rtc};
+use str0m::media::{Direction, Mid};
 use tokio::sync::mpsc;
 
 const KS: [usize; 5] = [1, 5, 10, 20, 40];
@@ -46,8 +41,6 @@ const FIXED_PACKETS: usize = 2000;
 /// cache grows by a third each time it wraps, up to 2000 packets (~8000 sent).
 const WARM_UP_PACKETS: usize = 10_000;
 const PAYLOAD_BYTES: usize = 1000;
-/// Packets at least this long are our video; RTCP and STUN are shorter.
-const VIDEO_DATAGRAM_MIN: usize = 900;
 /// Keep ICE and DTLS alive: clients and server exchange their own traffic this often.
 const PUMP_EVERY: Duration = Duration::from_millis(20);
 /// Packets generated ahead of one timed stretch.
@@ -130,261 +123,112 @@ impl Egress for Discard {
     }
 }
 
-/// Keeps datagrams for delivery to the in-memory clients (handshakes, keep-alives).
-#[derive(Default)]
-struct Collect {
-    queue: RefCell<Vec<(SocketAddr, Vec<u8>)>>,
-}
+// ---- the room and its in-memory clients (sfu::engine::testkit) ----
 
-impl Egress for Collect {
-    fn send(&self, contents: &[u8], to: SocketAddr) -> std::io::Result<()> {
-        self.queue.borrow_mut().push((to, contents.to_vec()));
-        Ok(())
-    }
-}
-
-// ---- the room and its in-memory clients ----
-
-const SERVER: SocketAddr =
-    SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1)), 20_000);
 const TRACK: TrackId = TrackId(1_000);
-
-struct Client {
-    rtc: Rtc,
-    addr: SocketAddr,
-    /// The server-side peer slot of this client.
-    slot: usize,
-    mid: Mid,
-    /// RTP packets the client decrypted (subscribers only).
-    received: u64,
-}
+/// Simulated time between two packets of the publisher: 10,000 packets/s.
+const PACKET_GAP: Duration = Duration::from_micros(100);
 
 struct Harness {
     k: usize,
-    room: MediaRoom,
-    counters: Counters,
-    publisher: Client,
-    pt: Pt,
-    subscribers: Vec<Client>,
-    collect: Collect,
-    payload: Arc<[u8]>,
-    seq: u64,
+    sim: SimRoom,
+    publisher: usize,
+    mid: Mid,
+    subscribers: Vec<(usize, Mid)>,
     last_pump: Instant,
-    _events: mpsc::Receiver<MediaEvent>,
-}
-
-fn receive(source: SocketAddr, destination: SocketAddr, data: &[u8]) -> Input<'_> {
-    Input::Receive(
-        Instant::now(),
-        Receive {
-            proto: Protocol::Udp,
-            source,
-            destination,
-            contents: data.try_into().expect("a datagram str0m can parse"),
-        },
-    )
 }
 
 impl Harness {
-    fn new(k: usize, cert: &DtlsCert) -> Self {
-        let (events, events_rx) = mpsc::channel(1024);
-        let mut room = MediaRoom::new(RoomId(1));
-        let collect = Collect::default();
-        let mut counters = Counters::default();
-        let publisher = join(
-            &mut room,
-            cert,
-            0,
-            Direction::SendOnly,
-            events.clone(),
-            &collect,
-            &mut counters,
-        );
-        let subscribers = (1..=k)
-            .map(|i| {
-                join(
-                    &mut room,
-                    cert,
-                    i,
-                    Direction::RecvOnly,
-                    events.clone(),
-                    &collect,
-                    &mut counters,
-                )
+    fn new(k: usize) -> Self {
+        let mut sim = SimRoom::new();
+        sim.video_bytes = PAYLOAD_BYTES;
+        let publisher = sim.add_client();
+        let mid = sim
+            .offer(
+                publisher,
+                |api| vec![add_video(api, Direction::SendOnly)],
+                |m| {
+                    (
+                        vec![(m[0], TRACK, signaling::protocol::MediaKind::Video)],
+                        vec![],
+                    )
+                },
+            )
+            .expect("the room accepts the publisher")[0];
+        let subscribers = (0..k)
+            .map(|_| {
+                let c = sim.add_client();
+                let m = sim
+                    .offer(
+                        c,
+                        |api| vec![add_video(api, Direction::RecvOnly)],
+                        |m| (vec![], vec![(m[0], TRACK)]),
+                    )
+                    .expect("the room accepts the subscriber")[0];
+                (c, m)
             })
             .collect();
-        let pt = vp8_pt(&publisher.rtc, publisher.mid).expect("the SFU accepts VP8");
-        let mut payload = vec![0u8; PAYLOAD_BYTES];
-        payload[0] = 0x10; // VP8 payload descriptor: start of partition
-        payload[1] = 0x01; // VP8 payload header: inter frame
+        sim.connect();
+        let last_pump = sim.now;
         let mut h = Self {
             k,
-            room,
-            counters,
+            sim,
             publisher,
-            pt,
+            mid,
             subscribers,
-            collect,
-            payload: payload.into(),
-            seq: 0,
-            last_pump: Instant::now(),
-            _events: events_rx,
+            last_pump,
         };
-        h.connect();
         h.check_delivery();
         h
     }
 
-    fn clients_mut(&mut self) -> impl Iterator<Item = &mut Client> {
-        std::iter::once(&mut self.publisher).chain(self.subscribers.iter_mut())
-    }
-
-    /// Exchange everything clients and server have to say until both sides are quiet.
-    fn pump(&mut self) {
-        let now = Instant::now();
-        loop {
-            let mut moved = false;
-            let room = &mut self.room;
-            let (collect, counters) = (&self.collect, &mut self.counters);
-            for c in std::iter::once(&mut self.publisher).chain(self.subscribers.iter_mut()) {
-                c.rtc
-                    .handle_input(Input::Timeout(now))
-                    .expect("client timeout");
-                loop {
-                    match c.rtc.poll_output().expect("client output") {
-                        Output::Timeout(_) => break,
-                        Output::Transmit(t) => {
-                            moved = true;
-                            room.handle_input(
-                                c.slot,
-                                receive(c.addr, t.destination, &t.contents),
-                                collect,
-                                counters,
-                            );
-                        }
-                        Output::Event(Event::RtpPacket(_)) => c.received += 1,
-                        Output::Event(_) => {}
-                    }
-                }
-            }
-            room.tick(now, collect, counters);
-            let queued = std::mem::take(&mut *self.collect.queue.borrow_mut());
-            for (to, data) in queued {
-                moved = true;
-                if let Some(c) = self.clients_mut().find(|c| c.addr == to) {
-                    c.rtc
-                        .handle_input(receive(SERVER, to, &data))
-                        .expect("client input");
-                }
-            }
-            if !moved {
-                break;
-            }
-        }
-        self.last_pump = now;
-    }
-
-    fn connect(&mut self) {
-        let start = Instant::now();
-        loop {
-            self.pump();
-            let clients = self.clients_mut().all(|c| c.rtc.is_connected());
-            let server = self.room.peers().all(|(_, p)| p.connected && !p.failed);
-            if clients && server {
-                return;
-            }
-            assert!(
-                start.elapsed() < Duration::from_secs(20),
-                "K={}: ICE+DTLS did not connect",
-                self.k
-            );
-            std::thread::sleep(Duration::from_millis(1));
-        }
-    }
-
-    /// A few packets end to end, so we know the subscribers can decrypt what we measure.
+    /// A keyframe and a few packets end to end, so we know the subscribers can
+    /// decrypt what we measure.
     fn check_delivery(&mut self) {
-        for _ in 0..5 {
-            let d = self.next_datagram();
-            let (collect, counters) = (&self.collect, &mut self.counters);
-            self.room.handle_input(
-                self.publisher.slot,
-                receive(self.publisher.addr, SERVER, &d),
-                collect,
-                counters,
-            );
-            self.pump();
+        self.sim.send_video(self.publisher, self.mid, true, 1);
+        for _ in 0..4 {
+            self.sim.now += PACKET_GAP;
+            self.sim.send_video(self.publisher, self.mid, false, 1);
         }
-        for s in &self.subscribers {
-            assert!(
-                s.received >= 5,
-                "a subscriber decrypted {} packets",
-                s.received
-            );
+        for (c, m) in &self.subscribers {
+            let got = self.sim.clients[*c].on_mid(*m).count();
+            assert!(got >= 5, "a subscriber decrypted {got} packets");
         }
     }
 
     /// The publisher's next encrypted video datagram. Its other output (RTCP,
-    /// STUN) goes to the server here, outside any measurement.
+    /// STUN) goes to the server here, outside any measurement; every
+    /// `PUMP_EVERY` of simulated time everyone's keep-alives are exchanged.
     fn next_datagram(&mut self) -> Vec<u8> {
-        if self.last_pump.elapsed() >= PUMP_EVERY {
-            self.pump();
+        self.sim.now += PACKET_GAP;
+        if self.sim.now.saturating_duration_since(self.last_pump) >= PUMP_EVERY {
+            self.sim.pump();
+            self.last_pump = self.sim.now;
         }
-        self.seq += 1;
-        let now = Instant::now();
-        let p = &mut self.publisher;
-        let write = RtpWrite::new(
-            self.pt,
-            self.seq.into(),
-            (self.seq * 3000) as u32,
-            now,
-            self.payload.clone(),
-        )
-        .marker(true)
-        .nackable(true);
-        p.rtc
-            .direct_api()
-            .stream_tx_by_mid(p.mid, None)
-            .expect("publisher send stream")
-            .write_rtp(write);
-        p.rtc.handle_input(Input::Timeout(now)).expect("timeout");
-        let mut video = None;
-        loop {
-            match p.rtc.poll_output().expect("publisher output") {
-                Output::Timeout(_) => break,
-                Output::Transmit(t) if t.contents.len() >= VIDEO_DATAGRAM_MIN => {
-                    video = Some(t.contents.to_vec())
-                }
-                Output::Transmit(t) => self.room.handle_input(
-                    p.slot,
-                    receive(p.addr, t.destination, &t.contents),
-                    &self.collect,
-                    &mut self.counters,
-                ),
-                Output::Event(_) => {}
-            }
-        }
-        video.expect("the publisher sent the video packet")
+        self.sim.video_datagram(self.publisher, self.mid)
     }
 
     /// The measured section: one inbound datagram, and the tick that sends its copies.
     fn feed(&mut self, datagram: &[u8], sink: &Discard) {
-        let input = receive(self.publisher.addr, SERVER, datagram);
-        self.room
-            .handle_input(self.publisher.slot, input, sink, &mut self.counters);
-        self.room.tick(Instant::now(), sink, &mut self.counters);
+        let s = &mut self.sim;
+        let now = s.now;
+        let from = s.clients[self.publisher].addr;
+        let slot = s.clients[self.publisher].slot.expect("negotiated");
+        let input = receive(now, from, SERVER, datagram);
+        s.room.handle_input(slot, input, now, sink, &mut s.counters);
+        s.room.tick(now, sink, &mut s.counters);
     }
 
     /// Feed pre-generated packets, timing only the room. Checks every copy went out.
     fn run_timed(&mut self, packets: &[Vec<u8>], sink: &Discard) -> Duration {
-        let forwarded = self.counters.forwarded;
+        let forwarded = self.sim.counters.forwarded;
         let sent = sink.datagrams.get();
         let start = Instant::now();
         for d in packets {
             self.feed(d, sink);
         }
         let elapsed = start.elapsed();
-        let copies = self.counters.forwarded - forwarded;
+        let copies = self.sim.counters.forwarded - forwarded;
         assert_eq!(
             copies,
             (packets.len() * self.k) as u64,
@@ -403,82 +247,78 @@ impl Harness {
     fn drops(&self) -> Vec<(&'static str, u64)> {
         DropReason::ALL
             .iter()
-            .map(|r| (r.as_str(), self.counters.drops[*r as usize]))
+            .map(|r| (r.as_str(), self.sim.counters.drops[*r as usize]))
             .filter(|(_, n)| *n > 0)
             .collect()
     }
 }
 
-/// Offer one m-line from a fresh in-memory client, negotiate it the way the
-/// shard does, and apply the answer.
-fn join(
-    room: &mut MediaRoom,
-    cert: &DtlsCert,
-    index: usize,
-    direction: Direction,
-    events: mpsc::Sender<MediaEvent>,
-    collect: &Collect,
-    counters: &mut Counters,
-) -> Client {
-    let addr = SocketAddr::new(Ipv4Addr::new(127, 0, 1, 1).into(), 30_000 + index as u16);
-    let mut rtc = Rtc::builder().set_rtp_mode(true).build(Instant::now());
-    rtc.add_local_candidate(Candidate::host(addr, "udp").expect("host candidate"));
-    let mut api = rtc.sdp_api();
-    let mid = api.add_media(MediaKind::Video, direction, None, None, None);
-    let (offer, pending) = api.apply().expect("an offer");
-    let (publish, subscribe) = if direction == Direction::SendOnly {
-        let p = Publication {
-            mid: mid.to_string(),
-            track_id: TRACK,
-            kind: signaling::protocol::MediaKind::Video,
-        };
-        (vec![p], vec![])
-    } else {
-        let s = Subscription {
-            mid: mid.to_string(),
-            track_id: TRACK,
-        };
-        (vec![], vec![s])
-    };
-    let cert = cert.clone();
-    let build = move || build_rtc(cert.clone());
-    let setup = PeerSetup {
-        rtc_config: &build,
-        candidate: SERVER,
-        may_publish: true,
-    };
-    let (answer, slot) = room
-        .negotiate(
-            ParticipantId(index as u64 + 1),
-            &offer.to_sdp_string(),
-            &publish,
-            &subscribe,
-            events,
-            setup,
-            Instant::now(),
-        )
-        .expect("the room accepts the offer");
-    room.drain(collect, counters);
-    let answer = SdpAnswer::from_sdp_string(&answer).expect("answer parses");
-    rtc.sdp_api()
-        .accept_answer(pending, answer)
-        .expect("client accepts the answer");
-    Client {
-        rtc,
-        addr,
-        slot,
-        mid,
-        received: 0,
-    }
-}
+// ---- what one negotiation costs on the shard thread ----
 
-fn vp8_pt(rtc: &Rtc, mid: Mid) -> Option<Pt> {
-    let remote = rtc.media(mid)?.remote_pts();
-    rtc.codec_config()
-        .params()
-        .iter()
-        .find(|p| p.spec().codec == Codec::Vp8 && remote.contains(&p.pt()))
-        .map(|p| p.pt())
+/// `MediaRoom::negotiate` for a newcomer to a 40-site briefing: an offer of
+/// 80 receive-only m-lines (40 audio, 40 video) subscribing to every track.
+/// Returns the median time of `runs` negotiations, each by a new participant.
+fn briefing_offer_cost(runs: usize) -> Duration {
+    const SITES: usize = 40;
+    let mut sim = SimRoom::new();
+    let mut tracks = Vec::new();
+    for site in 0..SITES {
+        let c = sim.add_client();
+        let a = TrackId(10_000 + 2 * site as u64);
+        let v = TrackId(10_001 + 2 * site as u64);
+        sim.offer(
+            c,
+            |api| {
+                vec![
+                    add_audio(api, Direction::SendOnly),
+                    add_video(api, Direction::SendOnly),
+                ]
+            },
+            |m| {
+                use signaling::protocol::MediaKind::{Audio, Video};
+                (vec![(m[0], a, Audio), (m[1], v, Video)], vec![])
+            },
+        )
+        .expect("a site publishes");
+        tracks.push((a, v));
+    }
+    let mut times = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        let c = sim.add_client();
+        let mut api = sim.clients[c].rtc.sdp_api();
+        let mut subscribe = Vec::new();
+        for (a, v) in &tracks {
+            let ma = add_audio(&mut api, Direction::RecvOnly);
+            let mv = add_video(&mut api, Direction::RecvOnly);
+            subscribe.push(Subscription {
+                mid: ma.to_string(),
+                track_id: *a,
+            });
+            subscribe.push(Subscription {
+                mid: mv.to_string(),
+                track_id: *v,
+            });
+        }
+        let (offer, _pending) = api.apply().expect("an offer");
+        let offer = offer.to_sdp_string();
+        let cert = sfu::cert::generate_dtls_cert().expect("DTLS certificate");
+        let build = move |now| build_rtc(cert.clone(), now);
+        let setup = PeerSetup {
+            rtc_config: &build,
+            candidate: SERVER,
+            may_publish: false,
+        };
+        let (events, _rx) = mpsc::channel(16);
+        let participant = sim.clients[c].participant;
+        let now = sim.now;
+        let start = Instant::now();
+        sim.room
+            .negotiate(participant, &offer, &[], &subscribe, events, setup, now)
+            .expect("the room accepts the briefing offer");
+        times.push(start.elapsed());
+    }
+    times.sort();
+    times[times.len() / 2]
 }
 
 // ---- the counted run ----
@@ -565,7 +405,6 @@ fn trace_allocations(h: &mut Harness, packets: usize) {
 
 fn main() {
     let started = SystemTime::now();
-    let cert = sfu::cert::generate_dtls_cert().expect("DTLS certificate");
     // Without `--bench` (e.g. `cargo test --benches`) criterion runs each
     // benchmark once; keep the counted run short then too.
     let bench_mode = std::env::args().any(|a| a == "--bench");
@@ -582,7 +421,7 @@ fn main() {
     };
     let mut rows = Vec::new();
     for k in KS {
-        let mut h = Harness::new(k, &cert);
+        let mut h = Harness::new(k);
         let mut group = c.benchmark_group("forward");
         group.throughput(Throughput::Elements(k as u64));
         group.bench_function(BenchmarkId::new("copies", k), |b| {
@@ -654,8 +493,20 @@ fn main() {
             r.criterion_ns_per_copy.unwrap_or(f64::NAN)
         );
     }
+    // What one negotiation costs the shard thread: a newcomer to a 40-site briefing.
+    let offer_cost = briefing_offer_cost(if bench_mode { 21 } else { 1 });
+    println!(
+        "\nNegotiation: one offer of 80 m-lines subscribing to 40 sites' audio and video: {:.2} ms (median)",
+        offer_cost.as_secs_f64() * 1e3
+    );
+    if bench_mode {
+        println!(
+            "NEGOTIATE_BENCH mlines=80 median_us={:.0}",
+            offer_cost.as_secs_f64() * 1e6
+        );
+    }
     if let (true, Some(target)) = (bench_mode, target) {
-        write_json(&target, &rows, fixed);
+        write_json(&target, &rows, fixed, offer_cost);
     }
 }
 
@@ -676,7 +527,7 @@ fn criterion_median_ns(target: &Path, k: usize, since: SystemTime) -> Option<f64
     v["median"]["point_estimate"].as_f64()
 }
 
-fn write_json(target: &Path, rows: &[Row], packets: usize) {
+fn write_json(target: &Path, rows: &[Row], packets: usize, offer_cost: Duration) {
     let results: Vec<_> = rows
         .iter()
         .map(|r| {
@@ -695,6 +546,7 @@ fn write_json(target: &Path, rows: &[Row], packets: usize) {
         "packets_per_k": packets,
         "payload_bytes": PAYLOAD_BYTES,
         "results": results,
+        "negotiate_80_mlines_median_us": offer_cost.as_secs_f64() * 1e6,
     });
     let path = target.join("forwarding-bench.json");
     match std::fs::write(&path, serde_json::to_string_pretty(&doc).expect("json")) {

@@ -3,6 +3,7 @@
 pub mod cert;
 pub mod config;
 pub mod engine;
+pub mod frame;
 pub mod keyframe;
 pub mod logging;
 pub mod metrics;

@@ -117,7 +117,7 @@ fn run() -> anyhow::Result<std::process::ExitCode> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(async {
+    let failed = runtime.block_on(async {
         let server = sfu::server::start(&config).await?;
         let media: Vec<String> = server
             .engine
@@ -143,8 +143,17 @@ fn run() -> anyhow::Result<std::process::ExitCode> {
         } else {
             println!("Mint invite links with: sfu token --config FILE --room R --identity I --name N --role host|participant|viewer");
         }
-        let signal = wait_for_signal().await?;
-        let drain = Duration::from_secs(config.shutdown.drain_secs);
+        let (signal, failed) = match wait_for_signal_or_fault(&server.engine).await? {
+            Stop::Signal(s) => (s, false),
+            Stop::ShardDied(i) => {
+                // Its rooms are gone and no room can be placed there safely:
+                // exit non-zero so the service manager restarts the server.
+                tracing::error!(shard = i, "a shard thread died; exiting for a restart");
+                eprintln!("shard {i} died after a fault: exiting for a restart");
+                ("shard fault", true)
+            }
+        };
+        let drain = Duration::from_secs(if failed { 2 } else { config.shutdown.drain_secs });
         tracing::info!(
             signal,
             drain_secs = drain.as_secs(),
@@ -161,11 +170,16 @@ fn run() -> anyhow::Result<std::process::ExitCode> {
         let left = server.drain(drain).await;
         tracing::info!(connections_left = left, "drained");
         println!("stopped ({left} connections still open)");
-        anyhow::Ok(())
+        anyhow::Ok(failed)
     })?;
     // Shard threads and lingering tasks end with the process.
     runtime.shutdown_timeout(Duration::from_millis(500));
-    Ok(std::process::ExitCode::SUCCESS)
+    Ok(if failed {
+        // EX_SOFTWARE: an internal fault, not a configuration problem.
+        std::process::ExitCode::from(70)
+    } else {
+        std::process::ExitCode::SUCCESS
+    })
 }
 
 /// The first-run experience: links that work right away, with fresh tokens.
@@ -246,12 +260,26 @@ fn mint(config: &Config, t: &TokenArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn wait_for_signal() -> anyhow::Result<&'static str> {
+enum Stop {
+    Signal(&'static str),
+    ShardDied(usize),
+}
+
+/// Until SIGTERM/SIGINT, or until a shard thread dies.
+async fn wait_for_signal_or_fault(engine: &sfu::engine::Engine) -> anyhow::Result<Stop> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
-    Ok(tokio::select! {
-        _ = term.recv() => "SIGTERM",
-        _ = int.recv() => "SIGINT",
-    })
+    let mut check = tokio::time::interval(Duration::from_millis(250));
+    loop {
+        tokio::select! {
+            _ = term.recv() => return Ok(Stop::Signal("SIGTERM")),
+            _ = int.recv() => return Ok(Stop::Signal("SIGINT")),
+            _ = check.tick() => {
+                if let Some(i) = engine.dead_shard() {
+                    return Ok(Stop::ShardDied(i));
+                }
+            }
+        }
+    }
 }

@@ -42,6 +42,10 @@ pub struct Metrics {
     keyframes_received: IntCounterVec,
     keyframes_sent: IntCounterVec,
     peer_failures: IntCounterVec,
+    peer_closes: IntCounterVec,
+    room_faults: IntCounterVec,
+    stalls: IntCounterVec,
+    stalled: IntGauge,
     shard_cpu: CounterVec,
     shard_busy: CounterVec,
     /// The process collector counts CPU in whole seconds; this one is exact.
@@ -196,6 +200,32 @@ impl Metrics {
                 "Peer connections given up, by reason (ICE/DTLS)",
                 &["shard", "reason"],
             ),
+            peer_closes: counter(
+                r,
+                "sfu_peer_closes_total",
+                "Peer connections the client closed itself (a leave; not a failure)",
+                &["shard"],
+            ),
+            room_faults: counter(
+                r,
+                "sfu_room_faults_total",
+                "Rooms dropped because handling them panicked; their members were told to rejoin",
+                &["shard"],
+            ),
+            stalls: counter(
+                r,
+                "sfu_subscription_stalls_total",
+                "Times a subscription's receiver reports stopped showing progress while we sent",
+                &["shard"],
+            ),
+            stalled: register(
+                r,
+                IntGauge::new(
+                    "sfu_stalled_subscriptions",
+                    "Subscriptions whose receiver reports show no progress now (recounted every second)",
+                )
+                .expect("valid metric"),
+            ),
             shard_cpu: seconds(
                 r,
                 "sfu_shard_cpu_seconds_total",
@@ -227,6 +257,7 @@ impl Metrics {
     fn refresh(&self) {
         let _one_at_a_time = self.refresh.lock().unwrap_or_else(|e| e.into_inner());
         let (mut rooms, mut participants, mut tracks, mut subscriptions) = (0, 0, 0, 0);
+        let mut stalled = 0;
         for (i, s) in self.engine.shard_stats().iter().enumerate() {
             let shard = i.to_string();
             let sh = shard.as_str();
@@ -286,6 +317,10 @@ impl Metrics {
                     c.peer_failures[f as usize],
                 );
             }
+            raise(&self.peer_closes.with_label_values(&[sh]), c.peer_closes);
+            raise(&self.room_faults.with_label_values(&[sh]), c.room_faults);
+            raise(&self.stalls.with_label_values(&[sh]), c.stalls);
+            stalled += c.stalled_subscriptions;
             raise_f(
                 &self.shard_busy.with_label_values(&[sh]),
                 s.busy_ns.load(Relaxed) as f64 / 1e9,
@@ -300,6 +335,7 @@ impl Metrics {
         self.participants.set(participants as i64);
         self.tracks.set(tracks as i64);
         self.subscriptions.set(subscriptions as i64);
+        self.stalled.set(stalled as i64);
     }
 
     /// The text exposition of every metric, freshly refreshed.

@@ -102,6 +102,9 @@ impl Munger {
     /// layer). If it is the next in order, later packets close up over it.
     /// An out-of-order skip cannot be closed up and stays a gap.
     pub fn skip(&mut self, in_seq: u64) {
+        if self.switch_pending {
+            return; // the old source's numbers say nothing about the new one's
+        }
         if let Some(m) = self.mapping.as_mut() {
             if in_seq == m.highest_in + 1 {
                 m.highest_in = in_seq;

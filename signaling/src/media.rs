@@ -15,6 +15,8 @@ pub struct Publication {
     pub mid: String,
     pub track_id: TrackId,
     pub kind: MediaKind,
+    /// The host muted it: the engine forwards none of its packets.
+    pub host_muted: bool,
 }
 
 /// An m-line the participant receives a track on.
@@ -35,13 +37,22 @@ pub enum MediaError {
     Busy,
     #[error("{0}")]
     Forbidden(String),
+    #[error("the media engine reached the offer after the room stopped waiting")]
+    TooLate,
 }
 
 pub type Reply<T> = oneshot::Sender<Result<T, MediaError>>;
 
-/// Commands from signaling to the media engine. Each carries its reply channel.
+/// Commands from signaling to the media engine. Those that change state the
+/// room waits for carry a reply channel.
 #[derive(Debug)]
 pub enum MediaCommand {
+    /// A signaling room started: the engine places it on a shard, once, for
+    /// its whole life. Signaling is the only one that opens and closes rooms.
+    OpenRoom { room: RoomId },
+    /// The signaling room ended: the engine frees what is left of it and
+    /// forgets its placement.
+    CloseRoom { room: RoomId },
     /// Apply a client offer. Creates the participant's peer connection on first
     /// use. `publish` and `subscribe` are the complete desired state; anything
     /// previously published or subscribed and not listed is removed.
@@ -55,7 +66,16 @@ pub enum MediaCommand {
         /// accepts no media from them even if signaling were bypassed.
         may_publish: bool,
         events: mpsc::Sender<MediaEvent>,
+        /// The room stops waiting for the answer then. An offer the engine
+        /// reaches later is not applied at all (the client rolls it back).
+        deadline: std::time::Instant,
         reply: Reply<String>,
+    },
+    /// The host muted (or allowed) a track: the engine stops (or resumes) forwarding it.
+    HostMute {
+        room: RoomId,
+        track: TrackId,
+        muted: bool,
     },
     /// Free everything the participant had in the engine.
     RemoveParticipant {

@@ -232,6 +232,8 @@ pub enum ErrorCode {
     SdpTooLarge,
     /// The host removed this participant from the room.
     Removed,
+    /// The same identity joined again (a reload, a second tab): this older connection is closed.
+    Replaced,
     /// A bug on the server. The message says no more than that.
     Internal,
 }
@@ -264,11 +266,12 @@ impl ErrorCode {
             ErrorCode::TooManyConnections => "too_many_connections",
             ErrorCode::SdpTooLarge => "sdp_too_large",
             ErrorCode::Removed => "removed",
+            ErrorCode::Replaced => "replaced",
             ErrorCode::Internal => "internal",
         }
     }
 
-    pub const ALL: [ErrorCode; 26] = [
+    pub const ALL: [ErrorCode; 27] = [
         ErrorCode::BadMessage,
         ErrorCode::UnsupportedVersion,
         ErrorCode::NotJoined,
@@ -294,6 +297,7 @@ impl ErrorCode {
         ErrorCode::TooManyConnections,
         ErrorCode::SdpTooLarge,
         ErrorCode::Removed,
+        ErrorCode::Replaced,
         ErrorCode::Internal,
     ];
 }

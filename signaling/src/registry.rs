@@ -5,7 +5,7 @@
 //! participant leaves.
 
 use crate::ids::{IdSource, RoomId};
-use crate::media::MediaPlane;
+use crate::media::{MediaCommand, MediaPlane};
 use crate::protocol::{ErrorCode, ProtocolError};
 use crate::room::{Room, RoomCommand, RoomHandle, RoomLimits, ROOM_INBOX};
 use crate::telemetry::SignalingMetrics;
@@ -71,6 +71,12 @@ impl Registry {
             media_events,
             self.metrics.clone(),
         );
+        // The engine places the room now, once, for its whole life.
+        self.media
+            .submit(MediaCommand::OpenRoom { room: id })
+            .map_err(|_| {
+                ProtocolError::new(ErrorCode::ServerBusy, "the media server is busy; try again")
+            })?;
         let handle = RoomHandle { id, inbox };
         rooms.insert(name.to_string(), handle.clone());
         // Everything the room task logs carries its id (never its name).
@@ -126,4 +132,6 @@ async fn run_room(
             break;
         }
     }
+    // Every member has left (or the registry is gone): the engine may forget the room.
+    let _ = registry.media.submit(MediaCommand::CloseRoom { room: id });
 }

@@ -21,8 +21,12 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
 
-/// How long a room waits for the media engine to answer one command.
-const MEDIA_REPLY_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long the media engine has to reach an offer. It refuses, unapplied,
+/// an offer it reaches later, so a client that rolled back is never out of step.
+const MEDIA_DEADLINE: Duration = Duration::from_secs(5);
+/// How long a room waits for the answer: the deadline plus time for a reply
+/// the engine sent just before it.
+const MEDIA_REPLY_TIMEOUT: Duration = Duration::from_secs(6);
 /// Inbox depth of one room. Senders wait when it is full (back-pressure), never drop.
 pub const ROOM_INBOX: usize = 256;
 
@@ -234,6 +238,24 @@ impl Room {
                 "the host removed you from this room",
             ));
         }
+        // The same identity again (a reload, a second tab): the new connection
+        // takes over at once, and the others see one participant, not two.
+        let previous = grant.identity.as_ref().and_then(|i| {
+            self.members
+                .iter()
+                .find(|(_, m)| m.grant.identity.as_ref() == Some(i))
+                .map(|(id, _)| *id)
+        });
+        if let Some(old) = previous {
+            if let Some(m) = self.members.get(&old) {
+                let _ = m.out.try_send(Outbound::Close(ProtocolError::new(
+                    ErrorCode::Replaced,
+                    "you joined this room again from another connection",
+                )));
+            }
+            info!(room = %self.id, participant = %old, "replaced by a new connection of the same identity");
+            self.leave(old);
+        }
         if self.members.len() >= self.limits.max_participants {
             return Err(ProtocolError::new(
                 ErrorCode::RoomFull,
@@ -297,7 +319,8 @@ impl Room {
                 .map(|t| t.info.track_id);
             let track_id = kept.unwrap_or_else(|| TrackId(self.ids.next()));
             // A source the host muted stays muted whatever the offer says.
-            let muted = entry.muted || member.host_muted.contains(&entry.source);
+            let host_muted = member.host_muted.contains(&entry.source);
+            let muted = entry.muted || host_muted;
             next_tracks.push(PublishedTrack {
                 mid: entry.mid.clone(),
                 info: TrackInfo {
@@ -341,10 +364,12 @@ impl Room {
                         mid: t.mid.clone(),
                         track_id: t.info.track_id,
                         kind: t.info.kind,
+                        host_muted: member.host_muted.contains(&t.info.source),
                     })
                     .collect(),
                 subscribe: subs,
                 events: self.media_events.clone(),
+                deadline: std::time::Instant::now() + MEDIA_DEADLINE,
                 reply,
             })
             .map_err(media_error)?;
@@ -383,6 +408,21 @@ impl Room {
                 &ServerMessage::TrackUnpublished {
                     participant_id: participant,
                     track_id: gone.info.track_id,
+                },
+            );
+        }
+        // A mute change carried by the offer is announced like a `mute` message.
+        for kept in after.iter().filter(|a| {
+            before
+                .iter()
+                .any(|b| b.info.track_id == a.info.track_id && b.info.muted != a.info.muted)
+        }) {
+            self.broadcast_except(
+                participant,
+                &ServerMessage::MuteChanged {
+                    participant_id: participant,
+                    track_id: kept.info.track_id,
+                    muted: kept.info.muted,
                 },
             );
         }
@@ -472,6 +512,7 @@ impl Room {
                 if let Some(m) = self.members.get_mut(&target) {
                     m.host_muted.retain(|s| *s != source);
                 }
+                self.host_mute_in_engine(target, source, false);
             }
             ModerateAction::Mute => {
                 let source = source.unwrap_or(TrackSource::Microphone);
@@ -495,9 +536,30 @@ impl Room {
                     self.broadcast_except(by, &msg);
                     self.send(by, msg);
                 }
+                // And the engine stops forwarding it, whatever the client sends.
+                self.host_mute_in_engine(target, source, true);
             }
         }
         Ok(())
+    }
+
+    fn host_mute_in_engine(&self, target: ParticipantId, source: TrackSource, muted: bool) {
+        let track = self
+            .members
+            .get(&target)
+            .and_then(|m| m.tracks.iter().find(|t| t.info.source == source))
+            .map(|t| t.info.track_id);
+        if let Some(track) = track {
+            let cmd = MediaCommand::HostMute {
+                room: self.id,
+                track,
+                muted,
+            };
+            if let Err(e) = self.media.submit(cmd) {
+                // The next offer carries the state again (`Publication::host_muted`).
+                warn!(room = %self.id, participant = %target, error = %e, "could not queue host mute");
+            }
+        }
     }
 
     fn leave(&mut self, participant: ParticipantId) {
@@ -564,6 +626,10 @@ fn media_error(e: MediaError) -> ProtocolError {
         MediaError::Busy => {
             ProtocolError::new(ErrorCode::ServerBusy, "the media server is busy; try again")
         }
+        MediaError::TooLate => ProtocolError::new(
+            ErrorCode::ServerBusy,
+            "the media server reached the offer too late and did not apply it; try again",
+        ),
     }
 }
 

@@ -46,6 +46,13 @@ impl MediaPlane for ScriptedMedia {
                     .push(format!("remove {participant}"));
                 let _ = reply.send(Ok(()));
             }
+            MediaCommand::HostMute { track, muted, .. } => {
+                self.log
+                    .lock()
+                    .unwrap()
+                    .push(format!("host_mute {} {muted}", track.0));
+            }
+            MediaCommand::OpenRoom { .. } | MediaCommand::CloseRoom { .. } => {}
         }
         Ok(())
     }
@@ -252,12 +259,16 @@ async fn join_publish_subscribe_mute_unpublish_leave() {
     );
     assert!(b.nothing_queued());
 
-    // Dropping the microphone m-line unpublishes that track only.
+    // Dropping the microphone m-line unpublishes that track only. This offer
+    // also says the camera is not muted: that change is announced too.
     room.handle(offer(a.id, &[("1", TrackSource::Camera)], &[]))
         .await;
     assert!(matches!(a.next(), ServerMessage::Answer { .. }));
     assert!(
         matches!(b.next(), ServerMessage::TrackUnpublished { participant_id, track_id } if participant_id == a.id && track_id != cam)
+    );
+    assert!(
+        matches!(b.next(), ServerMessage::MuteChanged { track_id, muted: false, .. } if track_id == cam)
     );
 
     // A leaves: B is told and the engine is asked to free A.
@@ -271,6 +282,84 @@ async fn join_publish_subscribe_mute_unpublish_leave() {
     );
     room.handle(RoomCommand::Leave { participant: b.id }).await;
     assert!(room.is_empty());
+}
+
+fn offer_muted(
+    participant: ParticipantId,
+    mid: &str,
+    source: TrackSource,
+    muted: bool,
+) -> RoomCommand {
+    let RoomCommand::Offer {
+        participant,
+        sdp,
+        mut publish,
+        subscribe,
+    } = offer(participant, &[(mid, source)], &[])
+    else {
+        unreachable!()
+    };
+    publish[0].muted = muted;
+    RoomCommand::Offer {
+        participant,
+        sdp,
+        publish,
+        subscribe,
+    }
+}
+
+#[tokio::test]
+async fn a_mute_change_in_a_re_offer_is_announced_like_a_mute_message() {
+    let (mut room, _media) = room(10);
+    let mut a = join(&mut room, "A").await.unwrap();
+    let mut b = join(&mut room, "B").await.unwrap();
+    room.handle(offer_muted(a.id, "0", TrackSource::Microphone, false))
+        .await;
+    drain(&mut a);
+    drain(&mut b);
+    room.handle(offer_muted(a.id, "0", TrackSource::Microphone, true))
+        .await;
+    let seen = drain(&mut b);
+    assert!(
+        matches!(seen.as_slice(), [ServerMessage::MuteChanged { participant_id, muted: true, .. }] if *participant_id == a.id),
+        "{seen:?}"
+    );
+    // The same state again announces nothing.
+    room.handle(offer_muted(a.id, "0", TrackSource::Microphone, true))
+        .await;
+    assert!(drain(&mut b).is_empty());
+}
+
+#[tokio::test]
+async fn the_same_identity_joining_again_replaces_the_old_session() {
+    let (mut room, media) = room(10);
+    let mut other = join(&mut room, "Other").await.unwrap();
+    let mut first = join(&mut room, "Site").await.unwrap();
+    drain(&mut other);
+    let second = join(&mut room, "Site").await.unwrap();
+    assert_ne!(first.id, second.id);
+    // The old connection is told and closed.
+    let mut replaced = false;
+    while let Ok(o) = first.rx.try_recv() {
+        replaced |= matches!(o, Outbound::Close(ref e) if e.code == ErrorCode::Replaced);
+    }
+    assert!(replaced, "the old connection gets `replaced`");
+    // The others see the old one leave and the new one arrive: one tile, not two.
+    let seen = drain(&mut other);
+    assert!(
+        matches!(
+            seen.as_slice(),
+            [ServerMessage::ParticipantLeft { participant_id: l }, ServerMessage::ParticipantJoined { participant }]
+                if *l == first.id && participant.participant_id == second.id
+        ),
+        "{seen:?}"
+    );
+    assert_eq!(room.participant_count(), 2);
+    assert!(media
+        .log
+        .lock()
+        .unwrap()
+        .contains(&format!("remove {}", first.id)));
 }
 
 #[tokio::test]
@@ -405,6 +494,13 @@ async fn the_host_mutes_for_real_and_removes_for_good() {
     assert!(drain(&mut host)
         .iter()
         .any(|m| matches!(m, ServerMessage::MuteChanged { muted: true, .. })));
+    // The engine is told too: it stops forwarding whatever the client sends.
+    assert!(_media
+        .log
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|l| l.starts_with("host_mute") && l.ends_with("true")));
     // The site cannot unmute itself, by message or by re-offering.
     room.handle(RoomCommand::Mute {
         participant: p.id,
@@ -428,6 +524,13 @@ async fn the_host_mutes_for_real_and_removes_for_good() {
         source: None,
     })
     .await;
+    assert!(_media
+        .log
+        .lock()
+        .unwrap()
+        .last()
+        .unwrap()
+        .ends_with("false"));
     room.handle(RoomCommand::Mute {
         participant: p.id,
         source: TrackSource::Microphone,

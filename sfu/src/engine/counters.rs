@@ -18,10 +18,15 @@ pub enum DropReason {
     NotNegotiated,
     /// The kernel socket buffer was full.
     SocketFull,
+    /// The host muted this track: the engine forwards none of it, whatever the client sends.
+    Muted,
+    /// The subscriber waits for a keyframe (it joined, or lost packets it cannot
+    /// repair): frames it could not decode are not sent.
+    AwaitingKeyframe,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 7] = [
+    pub const ALL: [DropReason; 9] = [
         DropReason::UnknownSource,
         DropReason::Malformed,
         DropReason::NotPublished,
@@ -29,6 +34,8 @@ impl DropReason {
         DropReason::Stale,
         DropReason::NotNegotiated,
         DropReason::SocketFull,
+        DropReason::Muted,
+        DropReason::AwaitingKeyframe,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -40,6 +47,8 @@ impl DropReason {
             DropReason::Stale => "stale",
             DropReason::NotNegotiated => "not_negotiated",
             DropReason::SocketFull => "socket_full",
+            DropReason::Muted => "muted",
+            DropReason::AwaitingKeyframe => "awaiting_keyframe",
         }
     }
 }
@@ -123,6 +132,16 @@ pub struct Counters {
     pub keyframe_requests_received: [u64; 2],
     pub keyframe_requests_sent: [u64; 2],
     pub peer_failures: [u64; PeerFailure::ALL.len()],
+    /// Peer connections that ended because the client closed them (a leave),
+    /// not counted as failures.
+    pub peer_closes: u64,
+    /// Rooms dropped because handling them panicked.
+    pub room_faults: u64,
+    /// Subscriptions whose receiver reports show no progress while we send
+    /// (a gauge: how many are stalled now).
+    pub stalled_subscriptions: u64,
+    /// Times a subscription entered the stalled state.
+    pub stalls: u64,
 }
 
 impl Counters {

@@ -6,14 +6,17 @@ pub mod egress;
 pub mod peer;
 pub mod room;
 pub mod shard;
+pub mod stall;
 pub mod stats;
+pub mod testkit;
 
 use crate::config::MediaConfig;
-use shard::{Placement, Shard};
+use shard::Shard;
 use signaling::ids::RoomId;
 use signaling::media::{MediaCommand, MediaError, MediaPlane};
 use socket2::{Domain, Protocol, Socket, Type};
 use stats::ShardStats;
+use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
 use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
@@ -34,7 +37,10 @@ struct ShardHandle {
 pub struct Engine {
     shards: Vec<ShardHandle>,
     waker: UdpSocket,
-    placement: Placement,
+    /// Room → shard. Written only here, on signaling's side: a room is placed
+    /// when its signaling room opens and forgotten when it closes. Shards
+    /// never write it, so a room can never end up on two shards.
+    placement: Mutex<HashMap<RoomId, usize>>,
 }
 
 impl Engine {
@@ -43,7 +49,6 @@ impl Engine {
         let cert = crate::cert::generate_dtls_cert()?;
         let waker = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0))?;
         let waker_addr = waker.local_addr()?;
-        let placement: Placement = Arc::new(Mutex::new(Default::default()));
         let mut shards = Vec::new();
         for index in 0..config.shards.max(1) {
             let port = if config.udp_port == 0 {
@@ -70,13 +75,16 @@ impl Engine {
                 rx,
                 cert.clone(),
                 stats.clone(),
-                placement.clone(),
                 link.clone(),
             );
             shard.connect_timeout = std::time::Duration::from_secs(config.connect_timeout_secs);
             std::thread::Builder::new()
                 .name(format!("shard-{index}"))
-                .spawn(move || shard.run())?;
+                .spawn(move || {
+                    // Marks the shard dead if its loop ever ends by a panic.
+                    let _alive = stats::Alive(shard.stats.clone());
+                    shard.run()
+                })?;
             shards.push(ShardHandle {
                 commands: tx,
                 wake_to: SocketAddr::new(wake_ip, local.port()),
@@ -87,7 +95,7 @@ impl Engine {
         Ok(Arc::new(Self {
             shards,
             waker,
-            placement,
+            placement: Mutex::new(HashMap::new()),
         }))
     }
 
@@ -96,8 +104,17 @@ impl Engine {
         self.shards.iter().map(|s| s.media_addr).collect()
     }
 
+    /// A shard whose thread has died (a fault outside any one room). The
+    /// process cannot serve that shard's rooms any more and should exit.
+    pub fn dead_shard(&self) -> Option<usize> {
+        self.shards.iter().position(|s| s.stats.is_dead())
+    }
+
     /// Ok when every shard thread is running and turning its loop.
     pub fn health(&self) -> Result<(), String> {
+        if let Some(i) = self.dead_shard() {
+            return Err(format!("shard {i} stopped after a fault"));
+        }
         for (i, s) in self.shards.iter().enumerate() {
             match s.stats.since_heartbeat() {
                 None => return Err(format!("shard {i} not started")),
@@ -114,6 +131,7 @@ impl Engine {
         self.shards.iter().map(|s| s.stats.clone()).collect()
     }
 
+    /// The shard of a room, placing it if it has none yet (`create`).
     fn shard_for(&self, room: RoomId, create: bool) -> Option<usize> {
         let mut placement = self.placement.lock().expect("placement lock poisoned");
         if let Some(i) = placement.get(&room) {
@@ -139,8 +157,21 @@ impl Engine {
 impl MediaPlane for Engine {
     fn submit(&self, cmd: MediaCommand) -> Result<(), MediaError> {
         let shard = match &cmd {
+            MediaCommand::OpenRoom { room } => {
+                self.shard_for(*room, true);
+                return Ok(());
+            }
+            MediaCommand::CloseRoom { room } => self
+                .placement
+                .lock()
+                .expect("placement lock poisoned")
+                .remove(room),
+            // A room opens before its first offer; placing here too only guards
+            // against a caller that skipped `OpenRoom`.
             MediaCommand::Negotiate { room, .. } => self.shard_for(*room, true),
-            MediaCommand::RemoveParticipant { room, .. } => self.shard_for(*room, false),
+            MediaCommand::RemoveParticipant { room, .. } | MediaCommand::HostMute { room, .. } => {
+                self.shard_for(*room, false)
+            }
         };
         let Some(shard) = shard else {
             // Nothing of this room lives in the engine: removal is already done.

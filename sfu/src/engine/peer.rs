@@ -2,6 +2,7 @@
 //! it publishes and the down-tracks it receives.
 
 use super::counters::{Counters, PeerFailure};
+use super::stall::StallWatch;
 use crate::munger::Munger;
 use signaling::ids::{ParticipantId, TrackId};
 use signaling::media::MediaEvent;
@@ -34,8 +35,24 @@ pub struct DownTrack {
     pub pt_map: Vec<(Pt, Option<Pt>)>,
     /// str0m's cumulative NACKs received on this stream at its last stats event.
     pub last_nacks: u64,
-    /// Whether this stream's RTX SSRC is in the peer's `rtx_ssrcs` yet.
+    /// Whether this stream's SSRCs are known yet (`ssrc`, the peer's `rtx_ssrcs`).
     pub rtx_known: bool,
+    /// Our outgoing SSRC on this m-line, once str0m has declared it.
+    pub ssrc: Option<u32>,
+    /// Video only: the subscriber cannot decode until the next keyframe (it
+    /// just subscribed, or lost packets it cannot get back), so nothing else is sent.
+    pub waiting_keyframe: bool,
+    pub stall: StallWatch,
+}
+
+/// An m-line that carries no track right now. Its rewriter is kept so the
+/// next track on it continues the same sequence numbers: a restart on the
+/// same SSRC looks like a replay to the receiver's SRTP.
+#[derive(Debug)]
+pub struct IdleLine {
+    pub mid: Mid,
+    pub munger: Munger,
+    pub last_nacks: u64,
 }
 
 pub struct Peer {
@@ -52,8 +69,14 @@ pub struct Peer {
     /// Stable slots: a track's subscriber list points at (peer slot, down-track slot).
     pub downtracks: Vec<Option<DownTrack>>,
     pub next_timeout: Instant,
+    /// The time of this peer's live entry in the room's deadline queue.
+    pub scheduled: Option<Instant>,
     pub created_at: Instant,
+    /// Rewriters of this peer's m-lines that carry nothing now, by mid.
+    pub idle_lines: Vec<IdleLine>,
     pub connected: bool,
+    /// The client closed the connection itself (DTLS close): a leave, not a failure.
+    pub closed_by_client: bool,
     /// Set when the peer must be removed at the end of this loop turn.
     pub failed: bool,
     /// The RTX SSRCs of this peer's send streams: an outgoing RTP datagram on
@@ -85,6 +108,26 @@ impl Peer {
         let track = self.inbound.iter().find(|i| i.mid == mid)?.track;
         self.ssrc_tracks.push((ssrc, track));
         Some(track)
+    }
+
+    /// The down-track in `slot` stops carrying its track; its m-line keeps its numbering.
+    pub fn retire_downtrack(&mut self, slot: usize) {
+        if let Some(d) = self.downtracks.get_mut(slot).and_then(Option::take) {
+            self.idle_lines.retain(|l| l.mid != d.mid);
+            self.idle_lines.push(IdleLine {
+                mid: d.mid,
+                munger: d.munger,
+                last_nacks: d.last_nacks,
+            });
+        }
+    }
+
+    /// The kept rewriter of an idle m-line, switched to a new source.
+    pub fn take_idle_line(&mut self, mid: Mid) -> Option<IdleLine> {
+        let i = self.idle_lines.iter().position(|l| l.mid == mid)?;
+        let mut line = self.idle_lines.swap_remove(i);
+        line.munger.switch_source();
+        Some(line)
     }
 
     pub fn inbound_mid(&self, track: TrackId) -> Option<Mid> {

@@ -1,10 +1,17 @@
 //! A shard: one thread, one UDP socket, and the rooms pinned to it.
 //!
-//! The loop: take commands (bounded per turn) → run due timers → wait for one
-//! datagram until the next deadline → demultiplex it (STUN by ICE ufrag,
-//! everything else by source address) → feed the owning peer → drain every
-//! peer that now has output. Forwarding happens inside that drain as a plain
-//! function call.
+//! The loop: take commands (within a time budget per turn) → run due timers →
+//! wait for one datagram until the next deadline → demultiplex it (STUN by
+//! ICE ufrag, everything else by source address) → feed the owning peer →
+//! drain every peer that now has output. Forwarding happens inside that drain
+//! as a plain function call.
+//!
+//! Fault policy: every call into a room runs under `catch_unwind`. A panic
+//! drops that room only: its members get `Failed` (signaling sends them
+//! `media_failed`, and their clients rejoin) and `sfu_room_faults_total`
+//! counts it. The shard goes on with its other rooms. A panic outside any
+//! room ends the thread; `Alive` then marks the shard dead, `/readyz` turns
+//! 503 and the process exits non-zero so its service manager restarts it.
 
 use super::counters::{is_rtcp, Kind};
 use super::counters::{Counters, DropReason};
@@ -13,26 +20,27 @@ use super::stats::{LinkMetrics, ShardStats, SNAPSHOT_EVERY};
 use crate::stun;
 use rustc_hash::FxHashMap;
 use signaling::ids::RoomId;
-use signaling::media::{MediaCommand, MediaEvent};
-use std::collections::HashMap;
+use signaling::media::{MediaCommand, MediaError, MediaEvent};
 use std::io::ErrorKind;
 use std::net::{SocketAddr, UdpSocket};
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::mpsc::{Receiver, TryRecvError};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use str0m::config::DtlsCert;
 use str0m::net::{Protocol, Receive};
 use str0m::{Input, Rtc};
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
-/// Commands taken per loop turn, so a burst of joins cannot starve media.
-const COMMANDS_PER_TURN: usize = 32;
+/// Time for commands (negotiations) per loop turn, so a burst of joins cannot
+/// starve media: at least one command runs, then more while time is left.
+const COMMAND_BUDGET: Duration = Duration::from_millis(2);
 /// Remote addresses one peer may use (ICE candidates tried, NAT rebinds).
 const MAX_PEER_ADDRS: usize = 8;
 /// The loop wakes at least this often even with nothing to do.
 const MAX_SLEEP: Duration = Duration::from_millis(100);
-
-pub type Placement = Arc<Mutex<HashMap<RoomId, usize>>>;
+/// How often the stalled-subscription gauge is recounted.
+const GAUGE_EVERY: Duration = Duration::from_secs(1);
 
 pub struct Shard {
     pub index: usize,
@@ -44,7 +52,6 @@ pub struct Shard {
     pub commands: Receiver<MediaCommand>,
     pub cert: DtlsCert,
     pub stats: Arc<ShardStats>,
-    pub placement: Placement,
     link: LinkMetrics,
     pub connect_timeout: Duration,
     rooms: FxHashMap<RoomId, MediaRoom>,
@@ -64,7 +71,6 @@ impl Shard {
         commands: Receiver<MediaCommand>,
         cert: DtlsCert,
         stats: Arc<ShardStats>,
-        placement: Placement,
         link: LinkMetrics,
     ) -> Self {
         Self {
@@ -77,7 +83,6 @@ impl Shard {
             commands,
             cert,
             stats,
-            placement,
             rooms: FxHashMap::default(),
             by_ufrag: FxHashMap::default(),
             by_addr: FxHashMap::default(),
@@ -95,8 +100,10 @@ impl Shard {
         let mut busy = Duration::ZERO;
         let mut turn_start = Instant::now();
         let mut last_snapshot = turn_start;
+        let mut last_gauge = turn_start;
         loop {
-            for _ in 0..COMMANDS_PER_TURN {
+            let commands_from = Instant::now();
+            loop {
                 match self.commands.try_recv() {
                     Ok(cmd) => self.handle_command(cmd),
                     Err(TryRecvError::Empty) => break,
@@ -104,6 +111,11 @@ impl Shard {
                         info!(shard = self.index, "shard stopping");
                         return;
                     }
+                }
+                if commands_from.elapsed() >= COMMAND_BUDGET {
+                    // More wait: media first, then the rest on the next turn.
+                    self.next_deadline = Instant::now();
+                    break;
                 }
             }
             let now = Instant::now();
@@ -126,9 +138,14 @@ impl Shard {
             busy += waiting.saturating_duration_since(turn_start);
             turn_start = working;
             match received {
-                Ok((n, source)) => self.handle_datagram(n, source, &mut buf),
+                Ok((n, source)) => self.handle_datagram(n, source, &mut buf, working),
                 Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
                 Err(e) => debug!(shard = self.index, error = %e, "recv failed"),
+            }
+            if working.saturating_duration_since(last_gauge) >= GAUGE_EVERY {
+                self.counters.stalled_subscriptions =
+                    self.rooms.values().map(|r| r.stalled_count() as u64).sum();
+                last_gauge = working;
             }
             // The counters reach readers only through this snapshot: one copy per
             // 20 ms, not a set of atomic stores per datagram.
@@ -142,7 +159,7 @@ impl Shard {
         }
     }
 
-    fn handle_datagram(&mut self, n: usize, source: SocketAddr, buf: &mut [u8]) {
+    fn handle_datagram(&mut self, n: usize, source: SocketAddr, buf: &mut [u8], now: Instant) {
         if source == self.waker {
             return;
         }
@@ -189,7 +206,7 @@ impl Shard {
             return;
         };
         let input = Input::Receive(
-            Instant::now(),
+            now,
             Receive {
                 proto: Protocol::Udp,
                 source,
@@ -200,18 +217,50 @@ impl Shard {
         let Some(room) = self.rooms.get_mut(&room_id) else {
             return;
         };
-        room.handle_input(slot, input, &self.socket, &mut self.counters);
-        if let Some(next) = room.take_soonest() {
-            self.next_deadline = self.next_deadline.min(next);
+        let (socket, counters) = (&self.socket, &mut self.counters);
+        let ran = catch_unwind(AssertUnwindSafe(|| {
+            room.handle_input(slot, input, now, socket, counters);
+            (room.next_deadline(), room.take_failed())
+        }));
+        match ran {
+            Ok((next, failed)) => {
+                if let Some(next) = next {
+                    self.next_deadline = self.next_deadline.min(next);
+                }
+                for slot in failed {
+                    self.remove_peer(room_id, slot, true);
+                }
+            }
+            Err(_) => self.room_fault(room_id),
         }
     }
 
     fn tick(&mut self, now: Instant) {
         let mut next = now + MAX_SLEEP;
         let mut failed = Vec::new();
+        let mut faulted = Vec::new();
+        let (socket, counters) = (&self.socket, &mut self.counters);
         for (id, room) in self.rooms.iter_mut() {
-            next = next.min(room.tick(now, &self.socket, &mut self.counters));
-            failed.extend(room.failed_peers().into_iter().map(|slot| (*id, slot)));
+            // Only rooms with something due; within a room, the deadline queue.
+            if room.next_deadline().is_some_and(|d| d <= now) {
+                let ran = catch_unwind(AssertUnwindSafe(|| {
+                    room.tick(now, socket, counters);
+                    room.take_failed()
+                }));
+                match ran {
+                    Ok(f) => failed.extend(f.into_iter().map(|slot| (*id, slot))),
+                    Err(_) => {
+                        faulted.push(*id);
+                        continue;
+                    }
+                }
+            }
+            if let Some(d) = room.next_deadline() {
+                next = next.min(d);
+            }
+        }
+        for room in faulted {
+            self.room_fault(room);
         }
         for (room, slot) in failed {
             self.remove_peer(room, slot, true);
@@ -229,10 +278,21 @@ impl Shard {
                 subscribe,
                 may_publish,
                 events,
+                deadline,
                 reply,
             } => {
+                // The room stopped waiting: the client rolls back, so applying
+                // this offer now would leave the two sides out of step.
+                if Instant::now() > deadline {
+                    let _ = reply.send(Err(MediaError::TooLate));
+                    return;
+                }
+                #[cfg(feature = "fault-injection")]
+                if offer.contains("a=x-sfu-fault:shard-panic") {
+                    panic!("fault injected into the shard loop");
+                }
                 let cert = self.cert.clone();
-                let build = move || build_rtc(cert.clone());
+                let build = move |now| build_rtc(cert.clone(), now);
                 let setup = PeerSetup {
                     rtc_config: &build,
                     candidate: self.advertised,
@@ -243,29 +303,46 @@ impl Shard {
                         .with_link_metrics(self.link.clone())
                         .with_connect_timeout(self.connect_timeout)
                 });
-                let now = Instant::now();
-                let result = media_room.negotiate(
-                    participant,
-                    &offer,
-                    &publish,
-                    &subscribe,
-                    events,
-                    setup,
-                    now,
-                );
-                let result = result.map(|(answer, slot)| {
-                    let peer = media_room
-                        .peer_mut(slot)
-                        .expect("negotiate returned this slot");
-                    self.by_ufrag.insert(peer.ufrag.clone(), (room, slot));
-                    answer
-                });
-                media_room.drain(&self.socket, &mut self.counters);
-                self.next_deadline = Instant::now();
-                if media_room.is_empty() {
-                    self.retire_room(room);
+                let (socket, counters) = (&self.socket, &mut self.counters);
+                let ran = catch_unwind(AssertUnwindSafe(|| {
+                    let now = Instant::now();
+                    let result = media_room.negotiate(
+                        participant,
+                        &offer,
+                        &publish,
+                        &subscribe,
+                        events,
+                        setup,
+                        now,
+                    );
+                    let result = result.map(|(answer, slot)| {
+                        let ufrag = media_room
+                            .peer_mut(slot)
+                            .expect("negotiate returned this slot")
+                            .ufrag
+                            .clone();
+                        (answer, ufrag, slot)
+                    });
+                    media_room.drain(now, socket, counters);
+                    result
+                }));
+                match ran {
+                    Ok(result) => {
+                        let result = result.map(|(answer, ufrag, slot)| {
+                            self.by_ufrag.insert(ufrag, (room, slot));
+                            answer
+                        });
+                        self.next_deadline = Instant::now();
+                        if self.rooms.get(&room).is_some_and(MediaRoom::is_empty) {
+                            self.rooms.remove(&room);
+                        }
+                        let _ = reply.send(result);
+                    }
+                    Err(_) => {
+                        self.room_fault(room);
+                        let _ = reply.send(Err(MediaError::Busy));
+                    }
                 }
-                let _ = reply.send(result);
             }
             MediaCommand::RemoveParticipant {
                 room,
@@ -278,6 +355,34 @@ impl Shard {
                 }
                 let _ = reply.send(Ok(()));
             }
+            MediaCommand::HostMute { room, track, muted } => {
+                if let Some(r) = self.rooms.get_mut(&room) {
+                    let (socket, counters) = (&self.socket, &mut self.counters);
+                    let ran = catch_unwind(AssertUnwindSafe(|| {
+                        let now = Instant::now();
+                        r.set_host_muted(track, muted, now);
+                        r.drain(now, socket, counters);
+                    }));
+                    if ran.is_err() {
+                        self.room_fault(room);
+                    }
+                    self.next_deadline = Instant::now();
+                }
+            }
+            MediaCommand::CloseRoom { room } => {
+                // Its members have all left; anything still here is freed quietly.
+                let slots: Vec<usize> = self
+                    .rooms
+                    .get(&room)
+                    .map(|r| r.peers().map(|(i, _)| i).collect())
+                    .unwrap_or_default();
+                for slot in slots {
+                    self.remove_peer(room, slot, false);
+                }
+                self.rooms.remove(&room);
+            }
+            // Placement happens on the engine's side; shards never see it.
+            MediaCommand::OpenRoom { .. } => {}
         }
         self.publish_gauges();
     }
@@ -295,24 +400,50 @@ impl Shard {
             self.by_addr.remove(a);
         }
         if failed {
-            warn!(room = %room_id, participant = %peer.participant, "media connection lost");
+            if peer.closed_by_client {
+                debug!(room = %room_id, participant = %peer.participant, "media connection closed by the client");
+            } else {
+                warn!(room = %room_id, participant = %peer.participant, "media connection lost");
+            }
             let _ = peer.events.try_send(MediaEvent::Failed {
                 participant: peer.participant,
             });
         }
-        room.drain(&self.socket, &mut self.counters);
+        let (socket, counters) = (&self.socket, &mut self.counters);
+        let ran = catch_unwind(AssertUnwindSafe(|| {
+            room.drain(Instant::now(), socket, counters)
+        }));
+        if ran.is_err() {
+            self.room_fault(room_id);
+            return;
+        }
         if room.is_empty() {
-            self.retire_room(room_id);
+            // Placement is signaling's to end (`CloseRoom`); an empty room here
+            // is only memory, and comes back on this shard with its next offer.
+            self.rooms.remove(&room_id);
         }
         self.publish_gauges();
     }
 
-    fn retire_room(&mut self, room: RoomId) {
-        self.rooms.remove(&room);
-        self.placement
-            .lock()
-            .expect("placement lock poisoned")
-            .remove(&room);
+    /// Handling a room panicked: drop the room, tell its members, keep the shard.
+    fn room_fault(&mut self, room_id: RoomId) {
+        let Some(room) = self.rooms.remove(&room_id) else {
+            return;
+        };
+        self.counters.room_faults += 1;
+        error!(shard = self.index, room = %room_id, "a fault in this room; it was dropped and its members told to rejoin");
+        for (_, peer) in room.peers() {
+            self.by_ufrag.remove(&peer.ufrag);
+            for a in &peer.addrs {
+                self.by_addr.remove(a);
+            }
+            let _ = peer.events.try_send(MediaEvent::Failed {
+                participant: peer.participant,
+            });
+        }
+        // Dropping str0m state that may be inconsistent must not take the shard down.
+        let _ = catch_unwind(AssertUnwindSafe(move || drop(room)));
+        self.publish_gauges();
     }
 
     fn publish_gauges(&self) {
@@ -326,7 +457,7 @@ impl Shard {
 
 /// Every server-side peer's str0m config. Public for the forwarding benchmark.
 #[doc(hidden)]
-pub fn build_rtc(cert: DtlsCert) -> Rtc {
+pub fn build_rtc(cert: DtlsCert, now: Instant) -> Rtc {
     Rtc::builder()
         .set_rtp_mode(true)
         .set_ice_lite(true)
@@ -337,5 +468,5 @@ pub fn build_rtc(cert: DtlsCert) -> Rtc {
         .enable_opus(true, false)
         .enable_vp8(true)
         .enable_h264(true)
-        .build(Instant::now())
+        .build(now)
 }

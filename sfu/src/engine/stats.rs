@@ -19,6 +19,8 @@ pub struct ShardStats {
     /// Time the loop spent working rather than waiting for a datagram.
     pub busy_ns: AtomicU64,
     pub subscriptions: AtomicUsize,
+    /// Set when the shard thread ended by a panic.
+    pub dead: std::sync::atomic::AtomicBool,
     /// Every counter, copied by the shard at most every `SNAPSHOT_EVERY`;
     /// read by metrics scrapes. Locked once per copy, never per packet.
     pub snapshot: std::sync::Mutex<Counters>,
@@ -170,6 +172,24 @@ fn thread_cpu_time(tid: i32) -> Option<Duration> {
     // SAFETY: sysconf has no preconditions.
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
     Some(Duration::from_nanos((utime + stime) * 1_000_000_000 / hz))
+}
+
+impl ShardStats {
+    pub fn is_dead(&self) -> bool {
+        self.dead.load(Relaxed)
+    }
+}
+
+/// Held by a shard thread for its whole life: if the thread unwinds from a
+/// panic that no room contained, the shard is marked dead.
+pub struct Alive(pub std::sync::Arc<ShardStats>);
+
+impl Drop for Alive {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.dead.store(true, Relaxed);
+        }
+    }
 }
 
 #[cfg(test)]

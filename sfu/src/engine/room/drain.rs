@@ -1,0 +1,327 @@
+//! The drain and timer loop: input to one peer, str0m's outputs and events
+//! from every peer it affected, and the deadline queue that replaces a scan
+//! of every peer on each tick.
+
+use super::{MediaRoom, Timer};
+use crate::engine::counters::{is_rtcp, rtp_ssrc, Counters, DropReason, Kind, PeerFailure};
+use crate::engine::egress::Egress;
+use crate::engine::stall::StallChange;
+use crate::keyframe::KeyframeKind;
+use signaling::ids::TrackId;
+use signaling::media::MediaEvent;
+use signaling::protocol::MediaKind;
+use std::cmp::Reverse;
+use std::time::Instant;
+use str0m::media::KeyframeRequestKind;
+use str0m::stats::{MediaEgressStats, MediaIngressStats};
+use str0m::{Event, IceConnectionState, Output};
+use tracing::{debug, warn};
+
+impl MediaRoom {
+    /// Feed input to one peer and drain every peer it affected.
+    pub fn handle_input(
+        &mut self,
+        slot: usize,
+        input: str0m::Input,
+        now: Instant,
+        egress: &impl Egress,
+        counters: &mut Counters,
+    ) {
+        let room = self.id;
+        let Some(peer) = self.peer_mut(slot) else {
+            return;
+        };
+        if let Err(e) = peer.rtc.handle_input(input) {
+            debug!(%room, participant = %peer.participant, error = %e, "peer rejected input");
+            counters.drop(DropReason::Malformed);
+        }
+        self.mark_dirty(slot);
+        self.drain(now, egress, counters);
+    }
+
+    /// Poll every dirty peer until each is waiting on a timeout.
+    pub fn drain(&mut self, now: Instant, egress: &impl Egress, counters: &mut Counters) {
+        for (total, pending) in counters
+            .keyframe_requests_sent
+            .iter_mut()
+            .zip(&mut self.keyframe_requests_sent)
+        {
+            *total += std::mem::take(pending);
+        }
+        while let Some(slot) = self.dirty.pop() {
+            // str0m queues written RTP until its next timeout input and reports that
+            // as a timeout already due. Feeding it here, once per peer, sends the
+            // forwarded copies now instead of on the shard's next full tick.
+            let mut fed_timeout = false;
+            // Down-tracks whose copy the socket refused: they wait for a keyframe.
+            let mut lost: Option<TrackId> = None;
+            while let Some(peer) = self.peers.get_mut(slot).and_then(Option::as_mut) {
+                if peer.failed {
+                    if !self.failed.contains(&slot) {
+                        self.failed.push(slot);
+                    }
+                    break;
+                }
+                let out = match peer.rtc.poll_output() {
+                    Ok(o) => o,
+                    Err(e) => {
+                        warn!(room = %self.id, participant = %peer.participant, error = %e, "peer failed");
+                        peer.fail(PeerFailure::RtcError, counters);
+                        break;
+                    }
+                };
+                match out {
+                    Output::Timeout(t) if t <= now && !fed_timeout => {
+                        fed_timeout = true;
+                        if let Err(e) = peer.rtc.handle_input(str0m::Input::Timeout(now)) {
+                            debug!(error = %e, "timeout input failed");
+                            peer.fail(PeerFailure::RtcError, counters);
+                            break;
+                        }
+                    }
+                    Output::Timeout(t) => {
+                        peer.next_timeout = t;
+                        if peer.scheduled.is_none_or(|s| t < s) {
+                            peer.scheduled = Some(t);
+                            self.timers.push(Reverse((t, Timer::Rtc(slot))));
+                        }
+                        break;
+                    }
+                    Output::Transmit(t) => {
+                        counters.sent_packets += 1;
+                        let ssrc = rtp_ssrc(&t.contents);
+                        if is_rtcp(&t.contents) {
+                            counters.outbound(Kind::Rtcp, t.contents.len());
+                        } else if ssrc.is_some_and(|s| peer.rtx_ssrcs.contains(&s)) {
+                            counters.retransmissions += 1;
+                        }
+                        if egress.send(&t.contents, t.destination).is_err() {
+                            counters.drop(DropReason::SocketFull);
+                            // The subscriber now misses a packet it will not get back.
+                            if let Some(dt) = ssrc.and_then(|s| {
+                                peer.downtracks
+                                    .iter_mut()
+                                    .flatten()
+                                    .find(|d| d.ssrc == Some(s) && d.kind == MediaKind::Video)
+                            }) {
+                                if !dt.waiting_keyframe {
+                                    dt.waiting_keyframe = true;
+                                    lost = Some(dt.track);
+                                }
+                            }
+                        }
+                    }
+                    Output::Event(e) => self.handle_event(slot, e, now, counters),
+                }
+            }
+            if let Some(track) = lost {
+                self.want_keyframe(track, KeyframeKind::Pli, now);
+            }
+        }
+    }
+
+    fn handle_event(&mut self, slot: usize, event: Event, now: Instant, counters: &mut Counters) {
+        match event {
+            Event::RtpPacket(pkt) => self.forward(slot, pkt, counters),
+            Event::KeyframeRequest(req) => {
+                let Some(peer) = self.peer_mut(slot) else {
+                    return;
+                };
+                let Some(dt) = peer.downtrack_by_mid(req.mid) else {
+                    return;
+                };
+                let track = peer.downtracks[dt]
+                    .as_ref()
+                    .expect("found by position")
+                    .track;
+                let kind = match req.kind {
+                    KeyframeRequestKind::Pli => KeyframeKind::Pli,
+                    KeyframeRequestKind::Fir => KeyframeKind::Fir,
+                };
+                counters.keyframe_requests_received[kind as usize] += 1;
+                self.want_keyframe(track, kind, now);
+            }
+            Event::Connected => {
+                let Some(peer) = self.peer_mut(slot) else {
+                    return;
+                };
+                peer.connected = true;
+                let _ = peer.events.try_send(MediaEvent::Connected {
+                    participant: peer.participant,
+                });
+                // Requests for its tracks that could not go out before it connected.
+                let waiting: Vec<TrackId> = self
+                    .tracks
+                    .iter()
+                    .filter(|t| t.owner == slot && t.keyframes.is_pending())
+                    .map(|t| t.id)
+                    .collect();
+                for track in waiting {
+                    self.poll_keyframes(track, now);
+                }
+            }
+            Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
+                if let Some(peer) = self.peer_mut(slot) {
+                    peer.fail(PeerFailure::IceDisconnected, counters);
+                }
+            }
+            Event::Closed => {
+                // The client closed its connection: a leave, not a failure.
+                if let Some(peer) = self.peer_mut(slot) {
+                    if !peer.failed {
+                        peer.failed = true;
+                        peer.closed_by_client = true;
+                        counters.peer_closes += 1;
+                    }
+                }
+            }
+            Event::MediaEgressStats(stats) => self.egress_stats(slot, &stats, now, counters),
+            Event::MediaIngressStats(stats) => self.ingress_stats(slot, &stats, counters),
+            _ => {}
+        }
+    }
+
+    fn poll_keyframes(&mut self, track: TrackId, now: Instant) {
+        let Some(t) = self.tracks.iter_mut().find(|t| t.id == track) else {
+            return;
+        };
+        let send = t.keyframes.poll(now);
+        self.after_keyframe_decision(track, send, now);
+    }
+
+    /// A subscriber leg's stats: NACKs it sent us, its RTT and loss, and
+    /// whether it still receives anything.
+    fn egress_stats(
+        &mut self,
+        slot: usize,
+        s: &MediaEgressStats,
+        now: Instant,
+        counters: &mut Counters,
+    ) {
+        let room = self.id;
+        let Some(peer) = self.peers.get_mut(slot).and_then(Option::as_mut) else {
+            return;
+        };
+        let participant = peer.participant;
+        let Some(dt) = peer
+            .downtracks
+            .iter_mut()
+            .flatten()
+            .find(|d| d.mid == s.mid)
+        else {
+            return;
+        };
+        counters.nacks_received += s.nacks.saturating_sub(dt.last_nacks);
+        dt.last_nacks = s.nacks;
+        let remote_max = s.remote.as_ref().map(|r| *r.maximum_sequence_number);
+        let stalled = match dt.stall.observe(s.packets, remote_max, s.loss) {
+            StallChange::Stalled { times } => {
+                counters.stalls += 1;
+                if times == 1 {
+                    warn!(%room, %participant, mid = %s.mid, "subscription stalled: the receiver reports no progress");
+                }
+                (dt.kind == MediaKind::Video).then_some(dt.track)
+            }
+            StallChange::Recovered => {
+                debug!(%room, %participant, mid = %s.mid, "subscription recovered");
+                None
+            }
+            StallChange::Unchanged => None,
+        };
+        if let Some(link) = &self.link {
+            if let Some(rtt) = s.rtt {
+                link.rtt.observe(rtt.as_secs_f64());
+            }
+            if let Some(loss) = s.loss {
+                link.loss
+                    .with_label_values(&["downlink"])
+                    .observe(f64::from(loss));
+            }
+        }
+        if let Some(track) = stalled {
+            self.want_keyframe(track, KeyframeKind::Pli, now);
+        }
+    }
+
+    /// A publisher leg's stats: NACKs we sent, its jitter and loss.
+    fn ingress_stats(&mut self, slot: usize, s: &MediaIngressStats, counters: &mut Counters) {
+        let Some(peer) = self.peers.get_mut(slot).and_then(Option::as_mut) else {
+            return;
+        };
+        let Some(inbound) = peer.inbound.iter_mut().find(|i| i.mid == s.mid) else {
+            return;
+        };
+        counters.nacks_sent += s.nacks.saturating_sub(inbound.last_nacks);
+        inbound.last_nacks = s.nacks;
+        if let Some(link) = &self.link {
+            let clock = match inbound.kind {
+                MediaKind::Audio => 48_000.0,
+                MediaKind::Video => 90_000.0,
+            };
+            link.jitter.observe(f64::from(s.jitter) / clock);
+            if let Some(loss) = s.loss {
+                link.loss
+                    .with_label_values(&["uplink"])
+                    .observe(f64::from(loss));
+            }
+        }
+    }
+
+    /// Run every timer that is due: str0m timeouts, connect deadlines, keyframe
+    /// requests. Returns the earliest instant anything here needs attention again.
+    pub fn tick(
+        &mut self,
+        now: Instant,
+        egress: &impl Egress,
+        counters: &mut Counters,
+    ) -> Option<Instant> {
+        while let Some(Reverse((t, timer))) = self.timers.peek().copied() {
+            if t > now {
+                break;
+            }
+            self.timers.pop();
+            match timer {
+                Timer::Rtc(slot) => {
+                    let Some(peer) = self.peers.get_mut(slot).and_then(Option::as_mut) else {
+                        continue;
+                    };
+                    if peer.scheduled != Some(t) {
+                        continue; // superseded by an earlier entry
+                    }
+                    peer.scheduled = None;
+                    if peer.failed {
+                        continue;
+                    }
+                    if let Err(e) = peer.rtc.handle_input(str0m::Input::Timeout(now)) {
+                        debug!(error = %e, "timeout input failed");
+                        peer.fail(PeerFailure::RtcError, counters);
+                    }
+                    self.mark_dirty(slot);
+                }
+                Timer::Connect(slot) => {
+                    let timeout = self.connect_timeout;
+                    if let Some(peer) = self.peers.get_mut(slot).and_then(Option::as_mut) {
+                        if !peer.connected
+                            && now.saturating_duration_since(peer.created_at) >= timeout
+                        {
+                            peer.fail(PeerFailure::ConnectTimeout, counters);
+                            self.mark_dirty(slot);
+                        }
+                    }
+                }
+                Timer::Keyframe(track) => {
+                    let Some(tr) = self.tracks.iter_mut().find(|x| x.id == track) else {
+                        continue;
+                    };
+                    if tr.keyframe_timer != Some(t) {
+                        continue;
+                    }
+                    tr.keyframe_timer = None;
+                    self.poll_keyframes(track, now);
+                }
+            }
+        }
+        self.drain(now, egress, counters);
+        self.next_deadline()
+    }
+}

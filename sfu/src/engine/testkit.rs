@@ -1,0 +1,529 @@
+//! A whole [`MediaRoom`] with in-memory str0m clients, on a clock the caller
+//! moves: no sockets, no threads, no sleeps. Every client really negotiates,
+//! runs ICE and DTLS, and encrypts and decrypts SRTP, so what a test sees is
+//! what a browser would get. Shared by the engine's behaviour tests
+//! (`sfu/tests/media_room.rs`) and the forwarding benchmark.
+//!
+//! The harness plays the shard's part: it feeds each client's datagrams to
+//! the room, runs the room's timers, delivers the room's datagrams to the
+//! clients, and removes the peers the room reports failed.
+#![doc(hidden)]
+
+use super::counters::Counters;
+use super::egress::Egress;
+use super::room::{MediaRoom, PeerSetup};
+use super::shard::build_rtc;
+use signaling::ids::{ParticipantId, RoomId, TrackId};
+use signaling::media::{MediaError, MediaEvent, Publication, Subscription};
+use std::cell::{Cell, RefCell};
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use str0m::change::{SdpAnswer, SdpApi};
+use str0m::config::DtlsCert;
+use str0m::format::Codec;
+use str0m::media::{MediaKind, Mid, Pt};
+use str0m::net::{Protocol, Receive};
+use str0m::rtp::{RtpWrite, Ssrc};
+use str0m::{Candidate, Event, Input, Output, Rtc};
+use tokio::sync::mpsc;
+
+/// The server's address as the clients see it.
+pub const SERVER: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1)), 20_000);
+/// Datagrams at least this long carry test video; RTCP, STUN and audio are shorter.
+pub const VIDEO_DATAGRAM_MIN: usize = 900;
+
+/// The room's datagrams, kept for delivery. Can refuse datagrams to one
+/// address, as a full socket buffer would.
+#[derive(Default)]
+pub struct Collect {
+    pub queue: RefCell<Vec<(SocketAddr, Vec<u8>)>>,
+    /// Refuse this many video-sized datagrams to this address.
+    pub refuse: Cell<Option<(SocketAddr, u32)>>,
+    pub sent: Cell<u64>,
+}
+
+impl Egress for Collect {
+    fn send(&self, contents: &[u8], to: SocketAddr) -> std::io::Result<()> {
+        if let Some((addr, n)) = self.refuse.get() {
+            if addr == to && n > 0 && contents.len() >= VIDEO_DATAGRAM_MIN {
+                self.refuse.set(Some((addr, n - 1)));
+                return Err(std::io::ErrorKind::WouldBlock.into());
+            }
+        }
+        self.sent.set(self.sent.get() + 1);
+        self.queue.borrow_mut().push((to, contents.to_vec()));
+        Ok(())
+    }
+}
+
+/// One RTP packet a client decrypted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Got {
+    pub mid: Mid,
+    pub ssrc: u32,
+    /// Extended sequence number, as the client's SRTP context computed it.
+    pub seq: u64,
+    pub timestamp: u32,
+    /// The sender's tag: which publisher (and track) this came from.
+    pub tag: u8,
+    pub keyframe: bool,
+}
+
+type Filter = Box<dyn FnMut(&[u8]) -> bool>;
+
+/// What an offer publishes (mid, track, kind) and subscribes (mid, track).
+pub type Lists = (
+    Vec<(Mid, TrackId, signaling::protocol::MediaKind)>,
+    Vec<(Mid, TrackId)>,
+);
+
+/// An offer that lists nothing.
+pub fn nothing(_: &[Mid]) -> Lists {
+    (Vec::new(), Vec::new())
+}
+
+pub struct SimClient {
+    pub rtc: Rtc,
+    pub addr: SocketAddr,
+    pub participant: ParticipantId,
+    /// The server-side peer slot, once negotiated.
+    pub slot: Option<usize>,
+    pub received: Vec<Got>,
+    /// Keyframe requests this client's send streams received (PLI/FIR).
+    pub keyframe_requests: u32,
+    /// Datagrams from this client to the server for which this returns true are lost.
+    pub drop_uplink: Option<Filter>,
+    /// Datagrams from the server to this client for which this returns true are lost.
+    pub drop_downlink: Option<Filter>,
+    /// Removed by the room (failed or closed).
+    pub removed: bool,
+    next_seq: Vec<(Mid, u64)>,
+}
+
+impl SimClient {
+    fn next_seq(&mut self, mid: Mid) -> u64 {
+        match self.next_seq.iter_mut().find(|(m, _)| *m == mid) {
+            Some((_, s)) => {
+                *s += 1;
+                *s
+            }
+            None => {
+                self.next_seq.push((mid, 1000));
+                1000
+            }
+        }
+    }
+
+    /// Packets received on one m-line, in arrival order.
+    pub fn on_mid(&self, mid: Mid) -> impl Iterator<Item = &Got> {
+        self.received.iter().filter(move |g| g.mid == mid)
+    }
+}
+
+pub struct SimRoom {
+    pub room: MediaRoom,
+    pub now: Instant,
+    pub counters: Counters,
+    pub clients: Vec<SimClient>,
+    pub egress: Collect,
+    cert: DtlsCert,
+    events: mpsc::Sender<MediaEvent>,
+    events_rx: mpsc::Receiver<MediaEvent>,
+    /// Video payload size; large enough to tell video datagrams apart.
+    pub video_bytes: usize,
+}
+
+impl Default for SimRoom {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl SimRoom {
+    pub fn new() -> Self {
+        let (events, events_rx) = mpsc::channel(4096);
+        Self {
+            room: MediaRoom::new(RoomId(1)),
+            now: Instant::now(),
+            counters: Counters::default(),
+            clients: Vec::new(),
+            egress: Collect::default(),
+            cert: crate::cert::generate_dtls_cert().expect("a DTLS certificate"),
+            events,
+            events_rx,
+            video_bytes: 1000,
+        }
+    }
+
+    /// A new client; returns its index. Nothing is negotiated yet.
+    pub fn add_client(&mut self) -> usize {
+        let index = self.clients.len();
+        let addr = SocketAddr::new(Ipv4Addr::new(127, 0, 1, 1).into(), 30_000 + index as u16);
+        let mut rtc = Rtc::builder().set_rtp_mode(true).build(self.now);
+        rtc.add_local_candidate(Candidate::host(addr, "udp").expect("host candidate"));
+        self.clients.push(SimClient {
+            rtc,
+            addr,
+            participant: ParticipantId(index as u64 + 1),
+            slot: None,
+            received: Vec::new(),
+            keyframe_requests: 0,
+            drop_uplink: None,
+            drop_downlink: None,
+            removed: false,
+            next_seq: Vec::new(),
+        });
+        index
+    }
+
+    /// Offer from client `c` with `change` applied to its SDP (returning the
+    /// m-lines it added), publishing and subscribing what `lists` makes of
+    /// those m-lines, the way signaling would ask the engine.
+    pub fn offer(
+        &mut self,
+        c: usize,
+        change: impl FnOnce(&mut SdpApi) -> Vec<Mid>,
+        lists: impl FnOnce(&[Mid]) -> Lists,
+    ) -> Result<Vec<Mid>, MediaError> {
+        self.offer_as(c, true, change, lists)
+    }
+
+    /// As [`Self::offer`], for a participant that `may_publish` or not (a viewer).
+    pub fn offer_as(
+        &mut self,
+        c: usize,
+        may_publish: bool,
+        change: impl FnOnce(&mut SdpApi) -> Vec<Mid>,
+        lists: impl FnOnce(&[Mid]) -> Lists,
+    ) -> Result<Vec<Mid>, MediaError> {
+        let client = &mut self.clients[c];
+        let mut api = client.rtc.sdp_api();
+        let mids = change(&mut api);
+        let (offer, pending) = api.apply().expect("the change makes an offer");
+        let (publish, subscribe) = lists(&mids);
+        let publish: Vec<Publication> = publish
+            .iter()
+            .map(|(mid, track, kind)| Publication {
+                mid: mid.to_string(),
+                track_id: *track,
+                kind: *kind,
+                host_muted: false,
+            })
+            .collect();
+        let subscribe: Vec<Subscription> = subscribe
+            .iter()
+            .map(|(mid, track)| Subscription {
+                mid: mid.to_string(),
+                track_id: *track,
+            })
+            .collect();
+        let cert = self.cert.clone();
+        let build = move |now| build_rtc(cert.clone(), now);
+        let setup = PeerSetup {
+            rtc_config: &build,
+            candidate: SERVER,
+            may_publish,
+        };
+        let (answer, slot) = self.room.negotiate(
+            client.participant,
+            &offer.to_sdp_string(),
+            &publish,
+            &subscribe,
+            self.events.clone(),
+            setup,
+            self.now,
+        )?;
+        client.slot = Some(slot);
+        let answer = SdpAnswer::from_sdp_string(&answer).expect("the answer parses");
+        client
+            .rtc
+            .sdp_api()
+            .accept_answer(pending, answer)
+            .expect("the client accepts the answer");
+        self.room.drain(self.now, &self.egress, &mut self.counters);
+        self.pump();
+        Ok(mids)
+    }
+
+    /// Exchange everything the clients and the room have to say at `now`,
+    /// until both sides are quiet.
+    pub fn pump(&mut self) {
+        let now = self.now;
+        for _ in 0..1000 {
+            let mut moved = false;
+            for i in 0..self.clients.len() {
+                moved |= self.poll_client(i);
+            }
+            self.room.tick(now, &self.egress, &mut self.counters);
+            self.remove_failed();
+            let queued = std::mem::take(&mut *self.egress.queue.borrow_mut());
+            for (to, data) in queued {
+                moved = true;
+                let Some(c) = self.clients.iter_mut().find(|c| c.addr == to) else {
+                    continue;
+                };
+                if c.drop_downlink.as_mut().is_some_and(|f| f(&data)) {
+                    continue;
+                }
+                let input = receive(now, SERVER, to, &data);
+                // A client that gave up on the connection refuses input; that is its business.
+                let _ = c.rtc.handle_input(input);
+            }
+            if !moved {
+                return;
+            }
+        }
+        panic!("the room and its clients never went quiet");
+    }
+
+    /// Let one client act at `now`; its datagrams go to the room. True if it sent anything.
+    fn poll_client(&mut self, i: usize) -> bool {
+        let now = self.now;
+        let c = &mut self.clients[i];
+        if !c.rtc.is_alive() {
+            return false;
+        }
+        let _ = c.rtc.handle_input(Input::Timeout(now));
+        let mut moved = false;
+        loop {
+            let out = match c.rtc.poll_output() {
+                Ok(o) => o,
+                Err(_) => break,
+            };
+            match out {
+                Output::Timeout(_) => break,
+                Output::Transmit(t) => {
+                    moved = true;
+                    if c.drop_uplink.as_mut().is_some_and(|f| f(&t.contents)) {
+                        continue;
+                    }
+                    let Some(slot) = c.slot else { continue };
+                    if c.removed {
+                        continue;
+                    }
+                    let input = receive(now, c.addr, t.destination, &t.contents);
+                    self.room
+                        .handle_input(slot, input, now, &self.egress, &mut self.counters);
+                }
+                Output::Event(Event::RtpPacket(p)) => {
+                    let tag = p.payload.get(2).copied().unwrap_or(0);
+                    c.received.push(Got {
+                        mid: c
+                            .rtc
+                            .direct_api()
+                            .stream_rx(&p.header.ssrc)
+                            .map(|s| s.mid())
+                            .unwrap_or_else(|| Mid::from("?")),
+                        ssrc: *p.header.ssrc,
+                        seq: *p.seq_no,
+                        timestamp: p.header.timestamp,
+                        tag,
+                        keyframe: crate::frame::starts_keyframe(Codec::Vp8, &p.payload),
+                    });
+                }
+                Output::Event(Event::KeyframeRequest(_)) => c.keyframe_requests += 1,
+                Output::Event(_) => {}
+            }
+        }
+        moved
+    }
+
+    /// Remove the peers the room found failed, as the shard does.
+    fn remove_failed(&mut self) {
+        for slot in self.room.take_failed() {
+            self.room.remove_peer(slot);
+            for c in &mut self.clients {
+                if c.slot == Some(slot) {
+                    c.removed = true;
+                }
+            }
+        }
+    }
+
+    /// Move the clock and let everything due happen.
+    pub fn advance(&mut self, by: Duration) {
+        self.now += by;
+        self.pump();
+    }
+
+    /// Advance in `step`s until `done` holds; false if `limit` passed first.
+    pub fn run_until(
+        &mut self,
+        limit: Duration,
+        step: Duration,
+        mut done: impl FnMut(&Self) -> bool,
+    ) -> bool {
+        let end = self.now + limit;
+        while self.now < end {
+            if done(self) {
+                return true;
+            }
+            self.advance(step);
+        }
+        done(self)
+    }
+
+    /// Run until every client and its server peer are connected (ICE + DTLS).
+    pub fn connect(&mut self) {
+        let ok = self.run_until(Duration::from_secs(10), Duration::from_millis(5), |s| {
+            s.clients
+                .iter()
+                .filter(|c| !c.removed)
+                .all(|c| c.rtc.is_connected())
+                && s.room.peers().all(|(_, p)| p.connected)
+        });
+        assert!(ok, "ICE and DTLS connected within 10 s of simulated time");
+    }
+
+    /// The payload type client `c` sends `codec` with on `mid`.
+    pub fn pt(&self, c: usize, mid: Mid, codec: Codec) -> Pt {
+        let rtc = &self.clients[c].rtc;
+        let remote = rtc.media(mid).expect("negotiated mid").remote_pts();
+        rtc.codec_config()
+            .params()
+            .iter()
+            .find(|p| p.spec().codec == codec && remote.contains(&p.pt()))
+            .map(|p| p.pt())
+            .expect("the codec was negotiated")
+    }
+
+    /// Client `c` sends one VP8 packet on `mid` (a whole frame), tagged `tag`.
+    /// Returns its sequence number.
+    pub fn send_video(&mut self, c: usize, mid: Mid, keyframe: bool, tag: u8) -> u64 {
+        let seq = self.queue_video(c, mid, keyframe, tag);
+        self.pump();
+        seq
+    }
+
+    /// Client `c` sends one Opus packet on `mid`, tagged `tag`.
+    pub fn send_audio(&mut self, c: usize, mid: Mid, tag: u8) -> u64 {
+        let pt = self.pt(c, mid, Codec::Opus);
+        let payload = vec![0xfc, 0xff, tag, 0, 0, 0, 0, 0];
+        let seq = self.queue_rtp(c, mid, pt, payload, false, 960);
+        self.pump();
+        seq
+    }
+
+    /// Client `c` encrypts one VP8 inter frame on `mid` and hands back the
+    /// datagram instead of sending it (for the benchmark's measured section).
+    /// Anything else the client has to say goes to the room as usual.
+    pub fn video_datagram(&mut self, c: usize, mid: Mid) -> Vec<u8> {
+        self.queue_video(c, mid, false, 0);
+        let now = self.now;
+        let client = &mut self.clients[c];
+        let _ = client.rtc.handle_input(Input::Timeout(now));
+        let slot = client.slot.expect("negotiated");
+        let mut video = None;
+        loop {
+            match client.rtc.poll_output().expect("client output") {
+                Output::Timeout(_) => break,
+                Output::Transmit(t)
+                    if t.contents.len() >= VIDEO_DATAGRAM_MIN && video.is_none() =>
+                {
+                    video = Some(t.contents.to_vec())
+                }
+                Output::Transmit(t) => {
+                    let input = receive(now, client.addr, t.destination, &t.contents);
+                    self.room
+                        .handle_input(slot, input, now, &self.egress, &mut self.counters);
+                }
+                Output::Event(_) => {}
+            }
+        }
+        video.expect("the client sent the video packet")
+    }
+
+    /// Write one VP8 frame into client `c`'s send stream, not yet sent.
+    fn queue_video(&mut self, c: usize, mid: Mid, keyframe: bool, tag: u8) -> u64 {
+        let pt = self.pt(c, mid, Codec::Vp8);
+        let mut payload = vec![0u8; self.video_bytes];
+        payload[0] = 0x10; // VP8 descriptor: start of partition 0
+        payload[1] = if keyframe { 0x00 } else { 0x01 }; // P bit
+        payload[2] = tag;
+        self.queue_rtp(c, mid, pt, payload, true, 3000)
+    }
+
+    fn queue_rtp(
+        &mut self,
+        c: usize,
+        mid: Mid,
+        pt: Pt,
+        payload: Vec<u8>,
+        video: bool,
+        ticks: u64,
+    ) -> u64 {
+        let now = self.now;
+        let client = &mut self.clients[c];
+        let seq = client.next_seq(mid);
+        let payload: Arc<[u8]> = payload.into();
+        let write = RtpWrite::new(pt, seq.into(), (seq * ticks) as u32, now, payload)
+            .marker(true)
+            .nackable(video);
+        client
+            .rtc
+            .direct_api()
+            .stream_tx_by_mid(mid, None)
+            .expect("a send stream on this mid")
+            .write_rtp(write);
+        seq
+    }
+
+    /// Client `c` moves its send stream on `mid` to a new SSRC (as a camera
+    /// switch can) and restarts its sequence numbers at `seq`.
+    pub fn change_ssrc(&mut self, c: usize, mid: Mid, ssrc: u32, rtx: u32, seq: u64) {
+        let client = &mut self.clients[c];
+        client
+            .rtc
+            .direct_api()
+            .reset_stream_tx(mid, None, Ssrc::from(ssrc), Some(Ssrc::from(rtx)))
+            .expect("a send stream on this mid with another SSRC");
+        match client.next_seq.iter_mut().find(|(m, _)| *m == mid) {
+            Some((_, s)) => *s = seq - 1,
+            None => client.next_seq.push((mid, seq - 1)),
+        }
+    }
+
+    /// Events the room sent to signaling so far.
+    pub fn events(&mut self) -> Vec<MediaEvent> {
+        let mut out = Vec::new();
+        while let Ok(e) = self.events_rx.try_recv() {
+            out.push(e);
+        }
+        out
+    }
+}
+
+/// An incoming datagram as str0m takes it.
+pub fn receive(
+    now: Instant,
+    source: SocketAddr,
+    destination: SocketAddr,
+    data: &[u8],
+) -> Input<'_> {
+    Input::Receive(
+        now,
+        Receive {
+            proto: Protocol::Udp,
+            source,
+            destination,
+            contents: data.try_into().expect("a datagram str0m can parse"),
+        },
+    )
+}
+
+/// Is this datagram RTP (not RTCP, STUN or DTLS)?
+pub fn is_rtp(d: &[u8]) -> bool {
+    super::counters::rtp_ssrc(d).is_some()
+}
+
+/// A video m-line added to an offer.
+pub fn add_video(api: &mut SdpApi, dir: str0m::media::Direction) -> Mid {
+    api.add_media(MediaKind::Video, dir, None, None, None)
+}
+
+/// An audio m-line added to an offer.
+pub fn add_audio(api: &mut SdpApi, dir: str0m::media::Direction) -> Mid {
+    api.add_media(MediaKind::Audio, dir, None, None, None)
+}
