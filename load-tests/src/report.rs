@@ -45,13 +45,13 @@ impl Machine {
 pub fn table(steps: &[StepResult]) -> String {
     let mut out = String::new();
     out.push_str(&format!(
-        "{:<26} {:>9} {:>7} {:>13} {:>5} {:>5} {:>21} {:>7} {:>8} {:>13} {:>9} {:>8} {:>8} {:>8} {:>7} {:>6} {:>4} {:>8} {:>6}\n",
+        "{:<26} {:>9} {:>7} {:>13} {:>5} {:>5} {:>21} {:>7} {:>8} {:>13} {:>9} {:>8} {:>8} {:>8} {:>7} {:>6} {:>4} {:>8} {:>12}\n",
         "step", "received", "loss%", "rcvbuf sfu/all", "dup", "reord", "latency p50/95/99 ms", "jit ms", "vid kbps",
-        "1st pkt/key", "fwd/s", "sfu µs", "sfu cpu%", "gen cpu%", "floor×", "KiB/p", "err", "no media", "shards"
+        "1st pkt/key", "fwd/s", "sfu µs", "sfu cpu%", "gen cpu%", "floor×", "KiB/p", "err", "no media", "shards fwd%"
     ));
     for s in steps {
         out.push_str(&format!(
-            "{:<26} {:>9} {:>7.3} {:>13} {:>5} {:>5} {:>21} {:>7.2} {:>8.0} {:>13} {:>9.0} {:>8.2} {:>8.1} {:>8.1} {:>7} {:>6.0} {:>4} {:>8} {:>6}\n",
+            "{:<26} {:>9} {:>7.3} {:>13} {:>5} {:>5} {:>21} {:>7.2} {:>8.0} {:>13} {:>9.0} {:>8.2} {:>8.1} {:>8.1} {:>7} {:>6.0} {:>4} {:>8} {:>12}\n",
             s.label,
             s.received_packets,
             s.loss_percent,
@@ -70,7 +70,7 @@ pub fn table(steps: &[StepResult]) -> String {
             s.sfu_rss_per_participant_kib,
             s.errors.len(),
             format!("{}/{}", s.members_without_media, s.members_checked),
-            s.shards.map_or("-".to_owned(), |n| n.to_string()),
+            shards(s),
         ));
     }
     out.push_str(&format!(
@@ -78,6 +78,21 @@ pub fn table(steps: &[StepResult]) -> String {
         steps.first().map_or(0.0, |s| s.together_min_s)
     ));
     out
+}
+
+/// "2 48/52": the spawned server's shards and each one's share of the copies.
+fn shards(s: &StepResult) -> String {
+    let n = s.shards.map_or("-".to_owned(), |n| n.to_string());
+    let total: f64 = s.sfu_forwarded_by_shard.values().sum();
+    if s.sfu_forwarded_by_shard.len() < 2 || total <= 0.0 {
+        return n;
+    }
+    let shares: Vec<String> = s
+        .sfu_forwarded_by_shard
+        .values()
+        .map(|v| format!("{:.0}", 100.0 * v / total))
+        .collect();
+    format!("{n} {}", shares.join("/"))
 }
 
 pub fn write_json(path: &Path, report: &Report<'_>) -> Result<()> {

@@ -200,6 +200,8 @@ pub struct StepResult {
     pub floor_ratio: Option<f64>,
     /// Shard threads of the spawned server (None: an external server).
     pub shards: Option<usize>,
+    /// Forwarded copies in the window, by shard: how the rooms spread.
+    pub sfu_forwarded_by_shard: std::collections::BTreeMap<String, f64>,
     /// Members that subscribe and shared at least `together_min_s` with
     /// another member of their room while it was sending.
     pub members_checked: usize,
@@ -268,7 +270,10 @@ fn media_coverage(state: &RunState, end: Instant) -> MediaCoverage {
         // Sender index → (overlap, tracks missed).
         let mut pairs: HashMap<usize, (Duration, Vec<&'static str>)> = HashMap::new();
         for (source, owner) in &owners {
-            let Some(o) = members.get(owner).filter(|o| *owner != *ri && o.room == r.room) else {
+            let Some(o) = members
+                .get(owner)
+                .filter(|o| *owner != *ri && o.room == r.room)
+            else {
                 continue;
             };
             // A track that never started sending cannot be missed.
@@ -649,6 +654,16 @@ fn summarize(
             .map(|f| sfu_us_per_copy / f.us_per_copy),
         floor,
         shards: None,
+        sfu_forwarded_by_shard: {
+            let before = s0.by_label("sfu_forwarded_packets_total", "shard");
+            s1.by_label("sfu_forwarded_packets_total", "shard")
+                .into_iter()
+                .map(|(k, v)| {
+                    let d = v - before.get(&k).copied().unwrap_or(0.0);
+                    (k, d)
+                })
+                .collect()
+        },
         members_checked: 0,
         members_without_media: 0,
         member_pairs_checked: 0,
@@ -728,6 +743,9 @@ mod tests {
         assert_eq!(c.members_without, 1, "b");
         assert_eq!(c.pairs_checked, 2);
         assert_eq!(c.pairs_without, 1);
-        assert_eq!(c.examples, vec!["b (r) got no camera of a in 10.0 s together"]);
+        assert_eq!(
+            c.examples,
+            vec!["b (r) got no camera of a in 10.0 s together"]
+        );
     }
 }

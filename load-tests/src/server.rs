@@ -2,7 +2,7 @@
 //! or one already running. Its numbers come from its Prometheus `/metrics`.
 
 use anyhow::{anyhow, bail, Context, Result};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -174,11 +174,14 @@ impl Drop for ServerUnderTest {
 #[derive(Debug, Clone, Default)]
 pub struct Scrape {
     sums: HashMap<String, f64>,
+    /// (metric name, `label="value"` pairs as written, value) per series.
+    series: Vec<(String, String, f64)>,
 }
 
 impl Scrape {
     pub fn parse(text: &str) -> Self {
         let mut sums = HashMap::new();
+        let mut all = Vec::new();
         for line in text.lines() {
             if line.starts_with('#') || line.trim().is_empty() {
                 continue;
@@ -187,12 +190,34 @@ impl Scrape {
                 Some(x) => x,
                 None => continue,
             };
-            let name = series.split('{').next().unwrap_or(series);
+            let (name, labels) = match series.split_once('{') {
+                Some((n, l)) => (n, l.trim_end_matches('}')),
+                None => (series, ""),
+            };
             if let Ok(v) = value.parse::<f64>() {
                 *sums.entry(name.to_owned()).or_insert(0.0) += v;
+                all.push((name.to_owned(), labels.to_owned(), v));
             }
         }
-        Self { sums }
+        Self { sums, series: all }
+    }
+
+    /// One metric by the value of one label (series without it are left out).
+    pub fn by_label(&self, name: &str, label: &str) -> BTreeMap<String, f64> {
+        let mut out = BTreeMap::new();
+        for (n, labels, v) in &self.series {
+            if n != name {
+                continue;
+            }
+            let value = labels.split(',').find_map(|kv| {
+                let (k, v) = kv.split_once('=')?;
+                (k.trim() == label).then(|| v.trim().trim_matches('"').to_owned())
+            });
+            if let Some(value) = value {
+                *out.entry(value).or_insert(0.0) += v;
+            }
+        }
+        out
     }
 
     pub fn get(&self, name: &str) -> f64 {
@@ -219,5 +244,8 @@ mod tests {
         assert_eq!(s.get("sfu_forwarded_packets_total"), 15.0);
         assert_eq!(s.get("process_cpu_seconds_total"), 1.5);
         assert_eq!(s.get("missing"), 0.0);
+        let by_shard = s.by_label("sfu_forwarded_packets_total", "shard");
+        assert_eq!(by_shard.get("0"), Some(&10.0));
+        assert_eq!(by_shard.get("1"), Some(&5.0));
     }
 }
