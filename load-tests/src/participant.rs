@@ -40,6 +40,8 @@ pub struct RunState {
     next_source: AtomicU32,
     pub sent_packets: AtomicU64,
     pub sent_bytes: AtomicU64,
+    /// Subscriptions placed on a receive m-line an earlier track had used.
+    pub reused_mlines: AtomicU64,
     pub errors: Mutex<Vec<String>>,
     /// Websocket open → `joined`, and → peer connection connected.
     pub join_ms: Mutex<Vec<(f64, Option<f64>)>>,
@@ -82,7 +84,14 @@ impl RunState {
 struct Subscription {
     transceiver: Arc<dyn RtpTransceiver>,
     track_id: u64,
+    participant_id: u64,
+    kind: RtpCodecKind,
 }
+
+/// Receive m-lines that carry nothing now, by kind: reused for the next
+/// track of that kind, as the web client does (so a reused mid, and the
+/// server's continuation of its outgoing stream, is exercised under churn).
+type Idle = Vec<(RtpCodecKind, Arc<dyn RtpTransceiver>)>;
 
 struct Publication {
     transceiver: Arc<dyn RtpTransceiver>,
@@ -202,11 +211,12 @@ async fn run_inner(
 
     // Subscriptions to what is already there.
     let mut subscriptions: Vec<Subscription> = Vec::new();
+    let mut idle: Idle = Vec::new();
     if spec.subscribe {
         for p in joined["participants"].as_array().into_iter().flatten() {
+            let pid = p["participant_id"].as_u64().unwrap_or(0);
             for t in p["tracks"].as_array().into_iter().flatten() {
-                subscriptions
-                    .push(subscribe(&pc, kind_of(t), t["track_id"].as_u64().unwrap_or(0)).await?);
+                subscriptions.push(subscribe(&pc, state, &mut idle, t, pid).await?);
             }
         }
     }
@@ -218,7 +228,8 @@ async fn run_inner(
     let ping_deadline = Duration::from_secs(10);
     loop {
         if renegotiate && !awaiting_answer {
-            if publications.is_empty() && subscriptions.is_empty() {
+            // Never an offer without m-lines (nothing to send or receive yet).
+            if first_offer && publications.is_empty() && subscriptions.is_empty() {
                 renegotiate = false;
             } else {
                 offer(
@@ -257,16 +268,26 @@ async fn run_inner(
                         awaiting_answer = false;
                     }
                     "track_published" if spec.subscribe => {
-                        let t = &v["track"];
-                        subscriptions.push(subscribe(&pc, kind_of(t), t["track_id"].as_u64().unwrap_or(0)).await?);
+                        let pid = v["participant_id"].as_u64().unwrap_or(0);
+                        subscriptions.push(subscribe(&pc, state, &mut idle, &v["track"], pid).await?);
                         renegotiate = true;
                     }
                     "track_unpublished" => {
                         let id = v["track_id"].as_u64();
                         if let Some(i) = subscriptions.iter().position(|s| Some(s.track_id) == id) {
-                            let s = subscriptions.remove(i);
-                            s.transceiver.set_direction(RTCRtpTransceiverDirection::Inactive).await?;
+                            unsubscribe(subscriptions.remove(i), &mut idle).await?;
                             renegotiate = true;
+                        }
+                    }
+                    // The server sends no `track_unpublished` for a leaver's tracks.
+                    "participant_left" => {
+                        let pid = v["participant_id"].as_u64();
+                        let (gone, kept) = subscriptions.into_iter().partition(|s| Some(s.participant_id) == pid);
+                        subscriptions = kept;
+                        let gone: Vec<Subscription> = gone;
+                        renegotiate |= !gone.is_empty();
+                        for s in gone {
+                            unsubscribe(s, &mut idle).await?;
                         }
                     }
                     "ping" => send(&mut ws_tx, json!({"type": "pong"})).await?,
@@ -325,25 +346,48 @@ async fn publish(
     Ok(id)
 }
 
+/// A receive m-line for `track`: an idle one of the same kind if there is one.
 async fn subscribe(
     pc: &impl PeerConnection,
-    kind: RtpCodecKind,
-    track_id: u64,
+    state: &RunState,
+    idle: &mut Idle,
+    track: &Value,
+    participant_id: u64,
 ) -> Result<Subscription> {
-    let transceiver = pc
-        .add_transceiver_from_kind(
-            kind,
-            Some(RTCRtpTransceiverInit {
-                direction: RTCRtpTransceiverDirection::Recvonly,
-                streams: vec![],
-                send_encodings: vec![],
-            }),
-        )
-        .await?;
+    let kind = kind_of(track);
+    let transceiver = match idle.iter().position(|(k, _)| *k == kind) {
+        Some(i) => {
+            let (_, t) = idle.remove(i);
+            t.set_direction(RTCRtpTransceiverDirection::Recvonly).await?;
+            state.reused_mlines.fetch_add(1, Relaxed);
+            t
+        }
+        None => {
+            pc.add_transceiver_from_kind(
+                kind,
+                Some(RTCRtpTransceiverInit {
+                    direction: RTCRtpTransceiverDirection::Recvonly,
+                    streams: vec![],
+                    send_encodings: vec![],
+                }),
+            )
+            .await?
+        }
+    };
     Ok(Subscription {
         transceiver,
-        track_id,
+        track_id: track["track_id"].as_u64().unwrap_or(0),
+        participant_id,
+        kind,
     })
+}
+
+async fn unsubscribe(s: Subscription, idle: &mut Idle) -> Result<()> {
+    s.transceiver
+        .set_direction(RTCRtpTransceiverDirection::Inactive)
+        .await?;
+    idle.push((s.kind, s.transceiver));
+    Ok(())
 }
 
 /// Offer the whole publish/subscribe state, as the web client does.

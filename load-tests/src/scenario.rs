@@ -217,6 +217,8 @@ pub struct StepResult {
     pub together_min_s: f64,
     /// A few of those pairs, by name.
     pub without_media_examples: Vec<String>,
+    /// Subscriptions that reused an idle receive m-line (same mid), as the web client does.
+    pub reused_mlines: u64,
     pub errors: Vec<String>,
 }
 
@@ -670,6 +672,7 @@ fn summarize(
         member_pairs_without_media: 0,
         together_min_s: TOGETHER_MIN.as_secs_f64(),
         without_media_examples: Vec::new(),
+        reused_mlines: state.reused_mlines.load(Relaxed),
         errors: state.errors.lock().unwrap().clone(),
     }
 }
