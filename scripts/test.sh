@@ -7,6 +7,8 @@ cd "$(dirname "$0")/.."
 
 cargo build -j 2 --workspace --bins
 cargo test -j 2 --workspace
+# Faults injected on purpose: only in this build of the sfu crate and its binary.
+cargo test -j 2 -p sfu --features fault-injection --test faults
 
 cd web-client
 [ -d node_modules/playwright-core ] || npm ci --no-audit --no-fund

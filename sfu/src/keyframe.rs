@@ -20,6 +20,8 @@ pub const DEFAULT_INTERVAL: Duration = Duration::from_millis(400);
 pub const RETRY_AFTER: Duration = Duration::from_millis(800);
 /// Re-sends after the first request, before giving up.
 const RETRIES: u8 = 1;
+/// How soon a request that could not be sent (publisher not connected yet) is tried again.
+pub const UNSENT_RETRY: Duration = Duration::from_millis(50);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KeyframeKind {
@@ -40,6 +42,10 @@ pub struct KeyframeRequests {
     interval: Duration,
     retry_after: Duration,
     last_sent: Option<Instant>,
+    /// `last_sent` before the latest send, restored if that send did not happen.
+    sent_before: Option<Instant>,
+    /// An unsent request is not tried again before this.
+    unsent_until: Option<Instant>,
     pending: Option<Pending>,
 }
 
@@ -49,6 +55,8 @@ impl KeyframeRequests {
             interval,
             retry_after,
             last_sent: None,
+            sent_before: None,
+            unsent_until: None,
             pending: None,
         }
     }
@@ -80,7 +88,8 @@ impl KeyframeRequests {
             None => {
                 let free = self
                     .last_sent
-                    .is_none_or(|t| now.saturating_duration_since(t) >= self.interval);
+                    .is_none_or(|t| now.saturating_duration_since(t) >= self.interval)
+                    && self.unsent_until.is_none_or(|t| now >= t);
                 if !free {
                     return None;
                 }
@@ -97,14 +106,19 @@ impl KeyframeRequests {
             }
         }
         p.sent_at = Some(now);
+        self.sent_before = self.last_sent;
         self.last_sent = Some(now);
         Some(p.kind)
     }
 
-    /// The request returned by `request`/`poll` could not be sent: try again later.
-    pub fn not_sent(&mut self) {
+    /// The request returned by `request`/`poll` could not be sent (the
+    /// publisher is not connected yet): it used up no slot, and is tried
+    /// again shortly.
+    pub fn not_sent(&mut self, now: Instant) {
         if let Some(p) = &mut self.pending {
             p.sent_at = None;
+            self.last_sent = self.sent_before;
+            self.unsent_until = Some(now + UNSENT_RETRY);
         }
     }
 
@@ -122,7 +136,10 @@ impl KeyframeRequests {
         let p = self.pending?;
         Some(match p.sent_at {
             Some(at) => at + self.retry_after,
-            None => self.last_sent.map_or(now, |t| t + self.interval),
+            None => {
+                let throttle = self.last_sent.map_or(now, |t| t + self.interval);
+                throttle.max(self.unsent_until.unwrap_or(now))
+            }
         })
     }
 }
@@ -194,10 +211,17 @@ mod tests {
         let t = Instant::now();
         let mut k = k();
         assert!(k.request(KeyframeKind::Pli, t).is_some());
-        k.not_sent();
+        k.not_sent(t);
         assert!(k.is_pending());
-        assert_eq!(k.poll(t + Duration::from_millis(10)), None, "throttled");
-        assert_eq!(k.poll(t + DEFAULT_INTERVAL), Some(KeyframeKind::Pli));
+        assert_eq!(k.deadline(t), Some(t + UNSENT_RETRY));
+        assert_eq!(k.poll(t + Duration::from_millis(10)), None, "not at once");
+        let later = t + UNSENT_RETRY;
+        assert_eq!(
+            k.poll(later),
+            Some(KeyframeKind::Pli),
+            "and no slot was used up"
+        );
+        assert_eq!(k.deadline(later), Some(later + RETRY_AFTER));
     }
 
     #[test]

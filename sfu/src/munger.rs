@@ -150,6 +150,7 @@ mod tests {
     /// (input seq, expected output seq or None for a drop), one source, initial 100.
     #[test]
     fn sequence_table() {
+        #[allow(clippy::type_complexity)]
         let cases: &[(&str, &[u64], &[Option<u64>])] = &[
             (
                 "in order",

@@ -89,6 +89,10 @@ pub struct TestPeer {
     pub server_media: Option<SocketAddr>,
     /// Set when the websocket closed.
     pub ws_closed: bool,
+    /// A keyframe request arrived: the next video frame is a keyframe, as a browser does.
+    keyframe_wanted: bool,
+    /// Appended to the next offer's SDP (e.g. a fault-injection marker), then cleared.
+    pub sdp_extra: Option<&'static str>,
 }
 
 impl TestPeer {
@@ -132,6 +136,8 @@ impl TestPeer {
             nacks_sent: HashMap::new(),
             server_media: None,
             ws_closed: false,
+            keyframe_wanted: false,
+            sdp_extra: None,
         }
     }
 
@@ -169,7 +175,12 @@ impl TestPeer {
             .iter()
             .map(|(m, t)| json!({"mid": m.to_string(), "track_id": t}))
             .collect();
-        self.send(json!({"type": "offer", "sdp": offer.to_sdp_string(), "publish": publish, "subscribe": subscribe})).await;
+        let mut sdp = offer.to_sdp_string();
+        if let Some(extra) = self.sdp_extra.take() {
+            sdp.push_str(extra);
+        }
+        self.send(json!({"type": "offer", "sdp": sdp, "publish": publish, "subscribe": subscribe}))
+            .await;
     }
 
     /// Send bytes from this peer's own media socket (its known 4-tuple) to the server.
@@ -275,6 +286,7 @@ impl TestPeer {
                         self.record(&header, &payload);
                     }
                 }
+                Output::Event(Event::KeyframeRequest(_)) => self.keyframe_wanted = true,
                 Output::Event(Event::MediaEgressStats(s)) => {
                     self.nacks_received.insert(s.mid, s.nacks);
                 }
@@ -322,7 +334,7 @@ impl TestPeer {
             *seq += 1;
             let seq_no = *seq;
             let mut payload = vec![0u8; if audio { 80 } else { 1000 }];
-            let keyframe = tick.is_multiple_of(30);
+            let keyframe = tick.is_multiple_of(30) || (!audio && self.keyframe_wanted);
             match codec {
                 // VP8 payload descriptor (S bit) and the payload header's P bit.
                 Codec::Vp8 => {
@@ -348,6 +360,7 @@ impl TestPeer {
             .nackable(!audio);
             tx.write_rtp(write);
         }
+        self.keyframe_wanted = false;
     }
 
     /// The payload type to send on `mid`: Opus for audio, otherwise the first

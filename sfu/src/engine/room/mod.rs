@@ -232,7 +232,7 @@ impl MediaRoom {
         if let Some(kind) = send {
             let owner = self.tracks[pos].owner;
             if !self.request_keyframe_upstream(owner, track, kind) {
-                self.tracks[pos].keyframes.not_sent();
+                self.tracks[pos].keyframes.not_sent(now);
             }
         }
         let t = &mut self.tracks[pos];
