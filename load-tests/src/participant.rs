@@ -358,7 +358,8 @@ async fn subscribe(
     let transceiver = match idle.iter().position(|(k, _)| *k == kind) {
         Some(i) => {
             let (_, t) = idle.remove(i);
-            t.set_direction(RTCRtpTransceiverDirection::Recvonly).await?;
+            t.set_direction(RTCRtpTransceiverDirection::Recvonly)
+                .await?;
             state.reused_mlines.fetch_add(1, Relaxed);
             t
         }
