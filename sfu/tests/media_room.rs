@@ -336,3 +336,48 @@ fn a_viewer_that_arrives_first_receives_the_host() {
     s.send_video(a, a_mid, true, 1);
     assert_eq!(s.clients[v].on_mid(v_mid).count(), 1);
 }
+
+#[test]
+fn a_subscription_that_stalls_again_moves_to_a_fresh_ssrc_and_asks_for_an_offer() {
+    use signaling::media::MediaEvent;
+    use std::cell::Cell;
+    use std::rc::Rc;
+    let mut s = SimRoom::new();
+    let (a, a_mid, b, b_mid) = pub_and_sub(&mut s, T1);
+    s.send_video(a, a_mid, true, 1);
+    let blocked = Rc::new(Cell::new(false));
+    let gate = blocked.clone();
+    s.clients[b].drop_downlink = Some(Box::new(move |d: &[u8]| gate.get() && is_rtp(d)));
+    let first_ssrc = s.clients[b].on_mid(b_mid).next().unwrap().ssrc;
+    let mut stall = |s: &mut SimRoom, times: u64| {
+        blocked.set(true);
+        let start = s.now;
+        while s.now < start + Duration::from_secs(8) && s.counters.stalls < times {
+            s.now += FRAME;
+            s.send_video(a, a_mid, false, 1);
+        }
+        assert_eq!(s.counters.stalls, times, "stall {times} seen");
+        // The receiver gets packets again and its reports move: recovered.
+        blocked.set(false);
+        let start = s.now;
+        while s.now < start + Duration::from_secs(4) && s.room.stalled_count() > 0 {
+            s.now += FRAME;
+            let key = s.clients[a].keyframe_requests > 0;
+            s.send_video(a, a_mid, key, 1);
+        }
+    };
+    stall(&mut s, 1);
+    assert!(
+        !s.events()
+            .iter()
+            .any(|e| matches!(e, MediaEvent::RenegotiationNeeded { .. })),
+        "one stall only gets a keyframe"
+    );
+    stall(&mut s, 2);
+    let participant = s.clients[b].participant;
+    assert!(s
+        .events()
+        .contains(&MediaEvent::RenegotiationNeeded { participant }));
+    let last = s.clients[b].on_mid(b_mid).last().copied().unwrap();
+    assert_ne!(last.ssrc, first_ssrc, "the m-line now carries a fresh SSRC");
+}

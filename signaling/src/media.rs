@@ -92,6 +92,9 @@ pub enum MediaEvent {
     Connected { participant: ParticipantId },
     /// The media connection was lost or never came up in time.
     Failed { participant: ParticipantId },
+    /// The engine changed something the client must learn through a new offer
+    /// and answer (a stalled subscription's fresh SSRC).
+    RenegotiationNeeded { participant: ParticipantId },
 }
 
 /// The media engine as signaling sees it.

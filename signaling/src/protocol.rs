@@ -166,6 +166,10 @@ pub enum ServerMessage {
         published: Vec<PublishedEntry>,
     },
     Ping {},
+    /// The server needs a fresh offer from this client (it moved a stalled
+    /// subscription to a new SSRC). The client answers with an `offer` as for
+    /// any other change.
+    Renegotiate {},
     /// The server is about to stop (a restart or an upgrade). The client should
     /// reconnect after `retry_after_ms` and rejoin; the connection closes soon after.
     Shutdown {

@@ -209,6 +209,9 @@ impl Room {
                     self.metrics.joined_media(opened.elapsed());
                 }
             }
+            RoomCommand::Media(MediaEvent::RenegotiationNeeded { participant }) => {
+                self.send(participant, ServerMessage::Renegotiate {});
+            }
             RoomCommand::Media(MediaEvent::Failed { participant }) => {
                 if let Some(m) = self.members.get(&participant) {
                     let _ = m.out.try_send(Outbound::Close(ProtocolError::new(

@@ -155,6 +155,7 @@ fn server_messages() {
         },
     );
     check("server_ping", &ServerMessage::Ping {});
+    check("server_renegotiate", &ServerMessage::Renegotiate {});
     check(
         "server_shutdown",
         &ServerMessage::Shutdown {

@@ -37,8 +37,9 @@ pub struct DownTrack {
     pub last_nacks: u64,
     /// Whether this stream's SSRCs are known yet (`ssrc`, the peer's `rtx_ssrcs`).
     pub rtx_known: bool,
-    /// Our outgoing SSRC on this m-line, once str0m has declared it.
+    /// Our outgoing SSRC (and its RTX SSRC) on this m-line, once known.
     pub ssrc: Option<u32>,
+    pub rtx: Option<u32>,
     /// Video only: the subscriber cannot decode until the next keyframe (it
     /// just subscribed, or lost packets it cannot get back), so nothing else is sent.
     pub waiting_keyframe: bool,

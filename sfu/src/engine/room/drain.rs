@@ -12,10 +12,14 @@ use signaling::media::MediaEvent;
 use signaling::protocol::MediaKind;
 use std::cmp::Reverse;
 use std::time::Instant;
-use str0m::media::KeyframeRequestKind;
+use str0m::media::{KeyframeRequestKind, Mid};
+use str0m::rtp::Ssrc;
 use str0m::stats::{MediaEgressStats, MediaIngressStats};
 use str0m::{Event, IceConnectionState, Output};
 use tracing::{debug, warn};
+
+/// A subscription that stalls this many times gets fresh SSRCs.
+const RENEW_AFTER_STALLS: u32 = 2;
 
 impl MediaRoom {
     /// Feed input to one peer and drain every peer it affected.
@@ -214,12 +218,16 @@ impl MediaRoom {
         counters.nacks_received += s.nacks.saturating_sub(dt.last_nacks);
         dt.last_nacks = s.nacks;
         let remote_max = s.remote.as_ref().map(|r| *r.maximum_sequence_number);
+        let mut renew = false;
         let stalled = match dt.stall.observe(s.packets, remote_max, s.loss) {
             StallChange::Stalled { times } => {
                 counters.stalls += 1;
                 if times == 1 {
                     warn!(%room, %participant, mid = %s.mid, "subscription stalled: the receiver reports no progress");
                 }
+                // Stalled again: whatever the receiver holds against this SSRC
+                // (a replay window, a rollover counter), a fresh one clears it.
+                renew = times >= RENEW_AFTER_STALLS;
                 (dt.kind == MediaKind::Video).then_some(dt.track)
             }
             StallChange::Recovered => {
@@ -238,9 +246,46 @@ impl MediaRoom {
                     .observe(f64::from(loss));
             }
         }
+        if renew {
+            self.renew_ssrc(slot, s.mid);
+        }
         if let Some(track) = stalled {
             self.want_keyframe(track, KeyframeKind::Pli, now);
         }
+    }
+
+    /// Move a down-track to fresh SSRCs and ask the client for a new offer, so
+    /// the next answer declares them. The numbering continues (the rewriter
+    /// is kept); a video down-track restarts on a keyframe.
+    fn renew_ssrc(&mut self, slot: usize, mid: Mid) {
+        let room = self.id;
+        let Some(peer) = self.peers.get_mut(slot).and_then(Option::as_mut) else {
+            return;
+        };
+        let Some(i) = peer.downtrack_by_mid(mid) else {
+            return;
+        };
+        let (ssrc, rtx) = (fastrand::u32(1..), fastrand::u32(1..));
+        let renewed = peer
+            .rtc
+            .direct_api()
+            .reset_stream_tx(mid, None, Ssrc::from(ssrc), Some(Ssrc::from(rtx)))
+            .is_some();
+        if !renewed {
+            return;
+        }
+        let dt = peer.downtracks[i].as_mut().expect("found by mid");
+        if let Some(old) = dt.rtx.take() {
+            peer.rtx_ssrcs.retain(|s| *s != old);
+        }
+        dt.ssrc = None;
+        dt.rtx_known = false;
+        dt.waiting_keyframe = dt.kind == MediaKind::Video;
+        debug!(%room, participant = %peer.participant, %mid, "stalled subscription moved to a fresh SSRC");
+        let _ = peer.events.try_send(MediaEvent::RenegotiationNeeded {
+            participant: peer.participant,
+        });
+        self.mark_dirty(slot);
     }
 
     /// A publisher leg's stats: NACKs we sent, its jitter and loss.

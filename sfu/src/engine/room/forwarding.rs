@@ -144,8 +144,9 @@ impl MediaRoom {
                 .nackable(video);
             if !dt.rtx_known {
                 dt.ssrc = Some(*stream.ssrc());
-                if let Some(rtx) = stream.rtx() {
-                    sub.rtx_ssrcs.push(*rtx);
+                dt.rtx = stream.rtx().map(|r| *r);
+                if let Some(rtx) = dt.rtx {
+                    sub.rtx_ssrcs.push(rtx);
                 }
                 dt.rtx_known = true;
             }

@@ -224,6 +224,7 @@ impl MediaRoom {
                 last_nacks,
                 rtx_known: false,
                 ssrc: None,
+                rtx: None,
                 waiting_keyframe: video,
                 stall: StallWatch::default(),
                 mid,
