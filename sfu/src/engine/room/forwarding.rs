@@ -145,7 +145,8 @@ impl MediaRoom {
             if !dt.rtx_known {
                 dt.ssrc = Some(*stream.ssrc());
                 dt.rtx = stream.rtx().map(|r| *r);
-                if let Some(rtx) = dt.rtx {
+                // One entry per m-line: a reused m-line keeps its SSRCs.
+                if let Some(rtx) = dt.rtx.filter(|r| !sub.rtx_ssrcs.contains(r)) {
                     sub.rtx_ssrcs.push(rtx);
                 }
                 dt.rtx_known = true;
