@@ -102,6 +102,9 @@ enum Scenario {
     Churn {
         #[arg(long, default_value_t = 6)]
         participants: usize,
+        /// Rooms the participants are spread over (by index; newcomers round-robin).
+        #[arg(long, default_value_t = 1)]
+        rooms: usize,
         /// Milliseconds between one leave+join and the next.
         #[arg(long, default_value_t = 1000)]
         every_ms: u64,
@@ -171,12 +174,14 @@ fn main() -> Result<()> {
         ),
         Scenario::Churn {
             participants,
+            rooms,
             every_ms,
         } => (
             "churn",
             "participants",
             vec![scenario::churn(
                 *participants,
+                *rooms,
                 Duration::from_millis(*every_ms),
                 video,
             )],

@@ -42,6 +42,8 @@ pub struct Plan {
     pub participants: Vec<ParticipantSpec>,
     /// Replace the oldest participant with a fresh one this often.
     pub churn_every: Option<Duration>,
+    /// Churn: the rooms newcomers go to (see `churn_room`).
+    pub churn_rooms: Vec<String>,
     /// Fan-out to compare with the floor relay (copies per inbound packet).
     pub floor_fanout: Option<usize>,
 }
@@ -73,6 +75,7 @@ pub fn fanout(subscribers: usize, video: VideoSpec) -> Plan {
         label: format!("fanout 1→{subscribers}"),
         participants,
         churn_every: None,
+        churn_rooms: Vec::new(),
         floor_fanout: Some(subscribers),
     }
 }
@@ -87,6 +90,7 @@ pub fn briefing(sites: usize, video: VideoSpec) -> Plan {
         label: format!("briefing chair+{sites}"),
         participants,
         churn_every: None,
+        churn_rooms: Vec::new(),
         floor_fanout: Some(sites),
     }
 }
@@ -102,6 +106,7 @@ pub fn consult(doctors: usize, video: VideoSpec, screen: VideoSpec) -> Plan {
         label: format!("consult {doctors} doctors + screen"),
         participants,
         churn_every: None,
+        churn_rooms: Vec::new(),
         floor_fanout: Some(doctors.saturating_sub(1)),
     }
 }
@@ -126,21 +131,46 @@ pub fn rooms(rooms: usize, per_room: usize, video: VideoSpec) -> Plan {
         label: format!("{rooms} rooms × {per_room}"),
         participants,
         churn_every: None,
+        churn_rooms: Vec::new(),
         floor_fanout: Some(per_room.saturating_sub(1)),
     }
 }
 
-pub fn churn(participants: usize, every: Duration, video: VideoSpec) -> Plan {
+/// `participants` spread over `rooms` rooms by index; each leave (the oldest)
+/// is followed by a join to a pseudo-random room, so with several rooms their
+/// sizes vary and a room can empty and fill again (its placement is re-decided).
+pub fn churn(participants: usize, rooms: usize, every: Duration, video: VideoSpec) -> Plan {
+    let rooms = rooms.max(1);
+    let names: Vec<String> = if rooms == 1 {
+        vec!["churn".to_owned()]
+    } else {
+        (0..rooms).map(|r| format!("churn-{r}")).collect()
+    };
+    let label = if rooms == 1 {
+        format!("churn {participants} every {} ms", every.as_millis())
+    } else {
+        format!(
+            "churn {participants} in {rooms} rooms every {} ms",
+            every.as_millis()
+        )
+    };
     Plan {
         scenario: "churn",
         x: participants,
-        label: format!("churn {participants} every {} ms", every.as_millis()),
+        label,
         participants: (0..participants)
-            .map(|i| spec("churn", format!("c-{i}"), Some(video), true, true))
+            .map(|i| spec(&names[i % rooms], format!("c-{i}"), Some(video), true, true))
             .collect(),
         churn_every: Some(every),
+        churn_rooms: names,
         floor_fanout: None,
     }
+}
+
+/// The room of churn newcomer `index`: a fixed pseudo-random pick, so runs repeat.
+pub fn churn_room(index: usize, rooms: usize) -> usize {
+    let h = (index as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    ((h >> 32) % rooms.max(1) as u64) as usize
 }
 
 /// Everything measured in one step.
@@ -427,10 +457,14 @@ pub async fn run_step(common: &Common, plan: &Plan) -> Result<StepResult> {
         if let (Some(at), Some(every)) = (next_churn, plan.churn_every) {
             if now >= at && !running.is_empty() {
                 finish(running.remove(0), &state).await;
-                let spec = ParticipantSpec {
+                let mut spec = ParticipantSpec {
                     name: format!("c-{next_index}"),
                     ..plan.participants[0].clone()
                 };
+                if !plan.churn_rooms.is_empty() {
+                    spec.room =
+                        plan.churn_rooms[churn_room(next_index, plan.churn_rooms.len())].clone();
+                }
                 running.push(start(next_index, spec, &ws, &state));
                 next_index += 1;
                 joins += 1;
