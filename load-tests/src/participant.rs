@@ -290,6 +290,8 @@ async fn run_inner(
                             unsubscribe(s, &mut idle).await?;
                         }
                     }
+                    // The server moved a stalled subscription to a fresh SSRC.
+                    "renegotiate" => renegotiate = true,
                     "ping" => send(&mut ws_tx, json!({"type": "pong"})).await?,
                     "error" => state.error(format!("participant {index}: server error {} {}", v["code"], v["message"])),
                     _ => {}

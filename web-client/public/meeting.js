@@ -84,6 +84,11 @@ export class Meeting extends EventTarget {
       case 'answer':
         this.onAnswer(msg);
         break;
+      // The server moved a stalled subscription to a fresh SSRC: a new offer
+      // (answered as usual) tells this side.
+      case 'renegotiate':
+        this.negotiate();
+        break;
       case 'error':
         this.onError(msg);
         this.emit('server-error', msg);
@@ -193,6 +198,8 @@ export class Meeting extends EventTarget {
     try {
       await this.pc.setRemoteDescription({ type: 'answer', sdp: msg.sdp });
     } catch (e) {
+      // Back to the last agreed state, or every later offer would fail too.
+      try { await this.pc.setLocalDescription({ type: 'rollback' }); } catch { /* already stable */ }
       this.emit('server-error', { code: 'invalid_offer', message: String(e) });
     }
     this.negotiating = false;

@@ -39,8 +39,38 @@ test('a camera on a reused receive m-line is decoded at once', async () => {
   const ctx = await browser.newContext({ viewport: { width: 320, height: 240 } });
   const a = await ctx.newPage();
   a.on('pageerror', (e) => console.error('page A error:', e));
+  // The last server messages A received, for a failure's report.
+  await a.addInitScript(() => {
+    window.__rx = [];
+    const Real = window.WebSocket;
+    window.WebSocket = class extends Real {
+      constructor(...args) {
+        super(...args);
+        this.addEventListener('message', (e) => {
+          try {
+            const m = JSON.parse(e.data);
+            if (m.type !== 'ping') window.__rx.push(m.type === 'error' ? `error:${m.code}` : m.type);
+            // The answer's media sections in short, for a failure's report.
+            if (m.type === 'answer') {
+              window.__lastAnswer = m.sdp.split(/\r?\n/).filter((l) => /^(m=|a=mid|a=ssrc:\d+ cname|a=(sendonly|recvonly|inactive|sendrecv)|a=ssrc-group)/.test(l)).join(' | ');
+            }
+          } catch { /* not JSON */ }
+          if (window.__rx.length > 40) window.__rx.shift();
+        });
+      }
+    };
+  });
+  const aState = () => a.evaluate(() => {
+    const m = window.sfuClient.meeting;
+    return { participants: [...m.participants.keys()], negotiating: m.negotiating, renegotiate: m.renegotiate,
+      signalingState: m.pc.signalingState, connection: m.pc.connectionState, rx: window.__rx, errors: window.__errors, lastAnswer: window.__lastAnswer };
+  });
   await a.goto(server.invite(ROOM, 'A', 'host'));
   await waitFor('A joined', () => a.evaluate(() => window.sfuClient?.meeting?.participantId != null));
+  await a.evaluate(() => {
+    window.__errors = [];
+    window.sfuClient.meeting.addEventListener('server-error', (e) => window.__errors.push(`${e.detail.code}: ${e.detail.message}`.slice(0, 300)));
+  });
 
   const b = await ctx.newPage();
   b.on('pageerror', (e) => console.error('page B error:', e));
@@ -55,7 +85,7 @@ test('a camera on a reused receive m-line is decoded at once', async () => {
   await waitFor('A saw B leave and renegotiated', () => a.evaluate((pid) => {
     const m = window.sfuClient.meeting;
     return !m.participants.has(pid) && !m.negotiating && m.pc.signalingState === 'stable';
-  }, bId));
+  }, bId)).catch(async (e) => { console.log(`A: ${JSON.stringify(await aState())}`); throw e; });
 
   // Frames decoded so far on each inbound stream (B's included), and a probe
   // for C's camera announcement, taken as A's client handles it.
