@@ -9,9 +9,15 @@ cargo build -j 2 --workspace --bins
 cargo test -j 2 --workspace
 # Faults injected on purpose: only in this build of the sfu crate and its binary.
 cargo test -j 2 -p sfu --features fault-injection --test faults
+# That build left its binary (test-only hooks, inert without their SDP markers)
+# in target/debug/sfu: keep it apart for the one browser test that needs it,
+# and put the normal binary back (cargo only copies it; both builds are cached).
+cp target/debug/sfu target/debug/sfu-fault-injection
+cargo build -j 2 -p sfu --bin sfu
 
 cd web-client
 [ -d node_modules/playwright-core ] || npm ci --no-audit --no-fund
 # Only `lo` exists inside the namespace, so Chromium gathers 127.0.0.1 and no
 # packet can leave the machine.
-unshare -n sh -c 'ip link set lo up && exec node --test tests/'
+SFU_FAULT_BIN="$PWD/../target/debug/sfu-fault-injection" \
+  unshare -n sh -c 'ip link set lo up && exec node --test tests/'

@@ -349,7 +349,7 @@ fn a_subscription_that_stalls_again_moves_to_a_fresh_ssrc_and_asks_for_an_offer(
     let gate = blocked.clone();
     s.clients[b].drop_downlink = Some(Box::new(move |d: &[u8]| gate.get() && is_rtp(d)));
     let first_ssrc = s.clients[b].on_mid(b_mid).next().unwrap().ssrc;
-    let mut stall = |s: &mut SimRoom, times: u64| {
+    let stall = |s: &mut SimRoom, times: u64| {
         blocked.set(true);
         let start = s.now;
         while s.now < start + Duration::from_secs(8) && s.counters.stalls < times {

@@ -186,7 +186,10 @@ async fn two_peers_exchange_media_and_leave() {
     let stats = &server.engine.shard_stats()[0];
     // The counters reach readers through a snapshot at most 20 ms old.
     assert!(
-        pump(&mut [&mut a, &mut b], Duration::from_secs(1), |_| stats.forwarded() >= 160).await,
+        pump(&mut [&mut a, &mut b], Duration::from_secs(1), |_| stats
+            .forwarded()
+            >= 160)
+        .await,
         "forwarded {}",
         stats.forwarded()
     );

@@ -12,14 +12,13 @@ const BIN = process.env.SFU_BIN || join(ROOT, 'target/debug/sfu');
 
 // `listen` fixes the HTTP address and `keyFile` the token key (a restart test
 // reuses both, so its invite links stay valid).
-export async function startServer(extraToml = '', { listen = '127.0.0.1:0', keyFile = null } = {}) {
+export async function startServer(extraToml = '', { listen = '127.0.0.1:0', keyFile = null, bin = BIN } = {}) {
   const dir = mkdtempSync(join(tmpdir(), 'sfu-e2e-'));
   const config = join(dir, 'config.toml');
   const key = keyFile || join(dir, 'token.key');
   // HTTPS with the server's own self-signed certificate (data_dir), accepted
   // by Chromium's --ignore-certificate-errors below: the path users take.
   writeFileSync(config, `log_level = "info"\n[http]\nlisten = "${listen}"\ntls = "on"\ndata_dir = "${dir}"\n[metrics]\nlisten = "127.0.0.1:0"\n[media]\nudp_port = 0\n[auth]\nkey_file = "${key}"\n${extraToml}`);
-  const bin = BIN;
   const proc = spawn(bin, ['--config', config], { stdio: ['ignore', 'pipe', 'pipe'] });
   let log = '';
   proc.stderr.on('data', (d) => { log += d; });

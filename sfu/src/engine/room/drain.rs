@@ -219,15 +219,15 @@ impl MediaRoom {
         dt.last_nacks = s.nacks;
         let remote_max = s.remote.as_ref().map(|r| *r.maximum_sequence_number);
         let mut renew = false;
-        let stalled = match dt.stall.observe(s.packets, remote_max, s.loss) {
+        let stalled = match dt.stall.observe(now, s.packets, remote_max, s.loss) {
             StallChange::Stalled { times } => {
                 counters.stalls += 1;
                 if times == 1 {
                     warn!(%room, %participant, mid = %s.mid, "subscription stalled: the receiver reports no progress");
                 }
-                // Stalled again: whatever the receiver holds against this SSRC
-                // (a replay window, a rollover counter), a fresh one clears it.
-                renew = times >= RENEW_AFTER_STALLS;
+                // Video stalled again: whatever the receiver holds against this
+                // SSRC (a replay window, a rollover counter), a fresh one clears.
+                renew = times >= RENEW_AFTER_STALLS && dt.kind == MediaKind::Video;
                 (dt.kind == MediaKind::Video).then_some(dt.track)
             }
             StallChange::Recovered => {
@@ -257,7 +257,7 @@ impl MediaRoom {
     /// Move a down-track to fresh SSRCs and ask the client for a new offer, so
     /// the next answer declares them. The numbering continues (the rewriter
     /// is kept); a video down-track restarts on a keyframe.
-    fn renew_ssrc(&mut self, slot: usize, mid: Mid) {
+    pub(super) fn renew_ssrc(&mut self, slot: usize, mid: Mid) {
         let room = self.id;
         let Some(peer) = self.peers.get_mut(slot).and_then(Option::as_mut) else {
             return;
@@ -266,10 +266,15 @@ impl MediaRoom {
             return;
         };
         let (ssrc, rtx) = (fastrand::u32(1..), fastrand::u32(1..));
-        let renewed = peer
-            .rtc
-            .direct_api()
-            .reset_stream_tx(mid, None, Ssrc::from(ssrc), Some(Ssrc::from(rtx)))
+        let mut api = peer.rtc.direct_api();
+        // A new RTX SSRC only where the stream has one: adding RTX to a line
+        // that did not negotiate it makes browsers refuse the next answer.
+        let had_rtx = api
+            .stream_tx_by_mid(mid, None)
+            .is_some_and(|s| s.rtx().is_some());
+        let rtx = had_rtx.then(|| Ssrc::from(rtx));
+        let renewed = api
+            .reset_stream_tx(mid, None, Ssrc::from(ssrc), rtx)
             .is_some();
         if !renewed {
             return;

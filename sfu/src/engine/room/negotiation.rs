@@ -3,7 +3,7 @@
 
 use super::{MediaRoom, PeerSetup, PublishedTrack, SubRef, Timer};
 use crate::engine::peer::{DownTrack, Inbound, Peer};
-use crate::engine::stall::StallWatch;
+use crate::engine::stall::{StallWatch, AUDIO_STALL_AFTER, VIDEO_STALL_AFTER};
 use crate::keyframe::{KeyframeKind, KeyframeRequests};
 use crate::munger::Munger;
 use crate::sdp;
@@ -51,6 +51,9 @@ impl MediaRoom {
         if offer.contains("a=x-sfu-fault:room-panic") {
             panic!("fault injected into room negotiation");
         }
+        // Test builds: act as if this peer's video subscriptions had stalled twice.
+        #[cfg(any(test, feature = "fault-injection"))]
+        let renew = offer.contains("a=x-sfu-fault:renew-ssrc");
         let offer =
             SdpOffer::from_sdp_string(offer).map_err(|e| MediaError::InvalidSdp(e.to_string()))?;
 
@@ -80,6 +83,18 @@ impl MediaRoom {
         self.apply_publications(slot, publish, now);
         self.apply_subscriptions(slot, subscribe, now);
         self.mark_dirty(slot);
+        #[cfg(any(test, feature = "fault-injection"))]
+        if renew {
+            let mids: Vec<Mid> = self.peers[slot]
+                .iter()
+                .flat_map(|p| p.downtracks.iter().flatten())
+                .filter(|d| d.kind == MediaKind::Video)
+                .map(|d| d.mid)
+                .collect();
+            for mid in mids {
+                self.renew_ssrc(slot, mid);
+            }
+        }
         Ok((answer, slot))
     }
 
@@ -226,7 +241,11 @@ impl MediaRoom {
                 ssrc: None,
                 rtx: None,
                 waiting_keyframe: video,
-                stall: StallWatch::default(),
+                stall: StallWatch::new(if video {
+                    VIDEO_STALL_AFTER
+                } else {
+                    AUDIO_STALL_AFTER
+                }),
                 mid,
                 track: s.track_id,
                 kind: track.kind,
