@@ -92,9 +92,10 @@ async function join(room, name, token = null) {
     }
   }
   session = { room, name, token, localStream, attempt: 0, timer: null, reconnects: 0 };
-  const local = grid.tile('local', `${name} (${t('you')})`, { local: true });
-  if (localStream) {
-    local.querySelector('video').srcObject = localStream;
+  // Someone who only receives has no picture of their own to show.
+  if (!receiveOnlyToken(token)) {
+    const local = grid.tile('local', `${name} (${t('you')})`, { local: true });
+    if (localStream) local.querySelector('video').srcObject = localStream;
   }
   startMeeting();
 }
@@ -148,7 +149,7 @@ function startMeeting() {
   meeting.addEventListener('server-error', (e) => {
     status(t(`error_${e.detail.code}`) || e.detail.message);
     // Reconnecting cannot fix these: the invite, the host, or another window decided.
-    if (NO_RECONNECT.has(e.detail.code)) endMeeting(current);
+    if (NO_RECONNECT.has(e.detail.code)) endMeeting(current, e.detail.code);
     // A join refused for now (server full, busy, draining) leaves the socket open:
     // close it so the backoff reconnect tries again.
     else if (meeting.participantId === null && ['server_full', 'server_busy', 'shutting_down'].includes(e.detail.code)) meeting.sig.close();
@@ -163,15 +164,16 @@ function startMeeting() {
     const reason = e.detail?.code === 4000 ? e.detail.reason : '';
     if (NO_RECONNECT.has(reason)) {
       status(t(`error_${reason}`));
-      endMeeting(current);
+      endMeeting(current, reason);
       return;
     }
     scheduleReconnect(retryAfter);
   });
 }
 
-// The server ended this meeting for good: no reconnect, camera and microphone off.
-function endMeeting(m) {
+// The server ended this meeting for good: no reconnect, camera and microphone
+// off, and an end screen instead of a frozen meeting.
+function endMeeting(m, code) {
   m.fatal = true;
   m.stopLocalMedia();
   m.close();
@@ -179,7 +181,13 @@ function endMeeting(m) {
   const preview = $('grid').querySelector('.tile.local video');
   if (preview) preview.srcObject = null;
   for (const key of grid.keys()) if (key !== 'local') grid.remove(key);
+  $('meeting').hidden = true;
+  $('ended').hidden = false;
+  $('ended-message').textContent = t(`error_${code}`) || code;
+  // Opened in another window: this one may take the meeting back (which ends the other).
+  $('rejoin-here').hidden = code !== 'replaced';
 }
+$('rejoin-here').addEventListener('click', () => location.reload());
 
 function scheduleReconnect(hintMs) {
   meeting.close();

@@ -53,5 +53,14 @@ test('opening the same invite again replaces the older page for good', async () 
   const listed = await r.evaluate((name) => [...window.sfuClient.meeting.participants.values()]
     .filter((x) => x.name === name).length, NAME);
   assert.equal(listed, 1, 'R lists the name once');
+
+  // P shows an end screen, not a frozen meeting, and may take the meeting back.
+  assert.equal(await p.locator('#meeting').isVisible(), false);
+  assert.equal(await p.locator('#ended').isVisible(), true);
+  await p.click('#rejoin-here');
+  await waitFor('P is back', () => p.evaluate(() => window.sfuClient?.meeting?.participantId != null));
+  await waitFor('Q now shows the replaced screen', async () => q.locator('#ended').isVisible(), 10000);
+  await waitFor('R still shows one tile for the name', async () =>
+    (await r.locator('.tile:not(.local) .name', { hasText: NAME }).count()) === 1);
   await ctx.close();
 });
