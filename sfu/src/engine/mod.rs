@@ -140,13 +140,19 @@ impl Engine {
         if !create {
             return None;
         }
-        // Least loaded by rooms; a room never moves once placed.
+        // Least loaded by open rooms (this map, so a burst of opens spreads at
+        // once), then by participants; a room never moves once placed.
+        let mut open = vec![0usize; self.shards.len()];
+        for shard in placement.values() {
+            open[*shard] += 1;
+        }
         let i = (0..self.shards.len())
             .min_by_key(|i| {
-                self.shards[*i]
+                let peers = self.shards[*i]
                     .stats
-                    .rooms
-                    .load(std::sync::atomic::Ordering::Relaxed)
+                    .peers
+                    .load(std::sync::atomic::Ordering::Relaxed);
+                (open[*i], peers)
             })
             .expect("at least one shard");
         placement.insert(room, i);
