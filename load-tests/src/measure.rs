@@ -5,6 +5,34 @@ use serde::Serialize;
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
+/// Which phase of a step a packet arrives in (`RunState::phase`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Phase {
+    /// After the measured window: everyone is leaving. Not sampled.
+    Leaving = 0,
+    /// From the first participant's start to the measured window: ramp-up
+    /// and settling, while joins are negotiated. Latency is sampled apart.
+    Ramp = 1,
+    /// The measured window: latency and jitter.
+    Steady = 2,
+}
+
+impl Phase {
+    pub fn from_u8(v: u8) -> Self {
+        match v {
+            1 => Phase::Ramp,
+            2 => Phase::Steady,
+            _ => Phase::Leaving,
+        }
+    }
+}
+
+/// A track counts as flowing this long after its first packet: the ramp's
+/// "flowing" latency leaves out a new subscription's first packets, which
+/// can be old when they arrive (held until the new peer connection is up).
+pub const FLOWING_AFTER: Duration = Duration::from_secs(1);
+
 /// Running numbers for one (subscriber, source track) pair.
 #[derive(Debug)]
 pub struct TrackMeter {
@@ -19,6 +47,15 @@ pub struct TrackMeter {
     pub duplicates: u64,
     pub reordered: u64,
     latencies_us: Vec<u32>,
+    ramp_latencies_us: Vec<u32>,
+    /// Of those, the packets that came 1 s or more after this track's first:
+    /// media already flowing, not a new subscription's first packets.
+    ramp_flowing_latencies_us: Vec<u32>,
+    /// The largest latency (µs) and the packets in each second since the
+    /// step began, every phase.
+    by_second: Vec<(u32, u32)>,
+    /// One-way latency of the first packet received on this track (µs).
+    first_latency_us: Option<u32>,
     /// RFC 3550 interarrival jitter, in microseconds.
     jitter_us: f64,
     last_transit_us: Option<i64>,
@@ -40,6 +77,10 @@ impl TrackMeter {
             duplicates: 0,
             reordered: 0,
             latencies_us: Vec::new(),
+            ramp_latencies_us: Vec::new(),
+            ramp_flowing_latencies_us: Vec::new(),
+            by_second: Vec::new(),
+            first_latency_us: None,
             jitter_us: 0.0,
             last_transit_us: None,
             first_at: None,
@@ -47,16 +88,17 @@ impl TrackMeter {
         }
     }
 
-    /// Count one packet. Latency and jitter are sampled only while `steady`
-    /// (the measured window), so join-time bursts do not blur them.
+    /// Count one packet. Latency and jitter are sampled only in the measured
+    /// window (`Phase::Steady`), so join-time bursts do not blur them; during
+    /// the ramp (`Phase::Ramp`) latency is sampled separately.
     pub fn record(
         &mut self,
         t: &Trailer,
         payload_len: usize,
         now: Instant,
         now_unix_us: u64,
-        steady: bool,
-    ) {
+        phase: Phase,
+    ) -> Option<u32> {
         self.first_packet
             .get_or_insert_with(|| now.duration_since(self.joined_at));
         if t.flags & FLAG_KEYFRAME_START != 0 {
@@ -65,7 +107,7 @@ impl TrackMeter {
         }
         if !self.seen.insert(t.counter) {
             self.duplicates += 1;
-            return;
+            return None;
         }
         if self.max_counter.is_some_and(|m| t.counter < m) {
             self.reordered += 1;
@@ -74,10 +116,20 @@ impl TrackMeter {
         self.max_counter = Some(self.max_counter.map_or(t.counter, |m| m.max(t.counter)));
         self.packets += 1;
         self.bytes += payload_len as u64;
-        if steady {
-            let transit = now_unix_us as i64 - t.sent_unix_us as i64;
-            self.latencies_us
-                .push(transit.clamp(0, u32::MAX as i64) as u32);
+        let transit = now_unix_us as i64 - t.sent_unix_us as i64;
+        let latency_us = transit.clamp(0, u32::MAX as i64) as u32;
+        self.first_latency_us.get_or_insert(latency_us);
+        if phase == Phase::Ramp {
+            self.ramp_latencies_us.push(latency_us);
+            if self
+                .first_at
+                .is_some_and(|f| now.saturating_duration_since(f) >= FLOWING_AFTER)
+            {
+                self.ramp_flowing_latencies_us.push(latency_us);
+            }
+        }
+        if phase == Phase::Steady {
+            self.latencies_us.push(latency_us);
             if let Some(prev) = self.last_transit_us {
                 let d = (transit - prev).abs() as f64;
                 self.jitter_us += (d - self.jitter_us) / 16.0;
@@ -86,6 +138,20 @@ impl TrackMeter {
         }
         self.first_at.get_or_insert(now);
         self.last_at = Some(now);
+        Some(latency_us)
+    }
+
+    /// Note a packet's latency in second `second` of the step (bounded to an hour).
+    pub fn note_second(&mut self, second: usize, latency_us: u32) {
+        if second >= 3600 {
+            return;
+        }
+        if self.by_second.len() <= second {
+            self.by_second.resize(second + 1, (0, 0));
+        }
+        let b = &mut self.by_second[second];
+        b.0 = b.0.max(latency_us);
+        b.1 += 1;
     }
 
     /// Packets missing between the first and last received counter.
@@ -115,6 +181,10 @@ impl TrackMeter {
             first_packet_ms: self.first_packet.map(|d| d.as_secs_f64() * 1000.0),
             first_keyframe_ms: self.first_keyframe.map(|d| d.as_secs_f64() * 1000.0),
             latencies_us: self.latencies_us.clone(),
+            ramp_latencies_us: self.ramp_latencies_us.clone(),
+            ramp_flowing_latencies_us: self.ramp_flowing_latencies_us.clone(),
+            by_second: self.by_second.clone(),
+            first_latency_ms: self.first_latency_us.map(|l| f64::from(l) / 1000.0),
         }
     }
 }
@@ -132,6 +202,16 @@ pub struct TrackSummary {
     pub first_keyframe_ms: Option<f64>,
     #[serde(skip)]
     pub latencies_us: Vec<u32>,
+    /// One-way latency of the packets received during the ramp.
+    #[serde(skip)]
+    pub ramp_latencies_us: Vec<u32>,
+    /// Ramp packets of tracks that had been flowing for `FLOWING_AFTER`.
+    #[serde(skip)]
+    pub ramp_flowing_latencies_us: Vec<u32>,
+    /// (max latency µs, packets) per second since the step began.
+    #[serde(skip)]
+    pub by_second: Vec<(u32, u32)>,
+    pub first_latency_ms: Option<f64>,
 }
 
 /// Percentile of a sorted sample, by nearest rank.
@@ -166,7 +246,7 @@ mod tests {
                 100,
                 t0 + Duration::from_millis(at),
                 1000 + at * 1000,
-                true,
+                Phase::Steady,
             );
         }
         assert_eq!(m.packets, 5);
@@ -176,6 +256,27 @@ mod tests {
         let s = m.summary();
         assert_eq!(s.latencies_us, vec![0, 1000, 3000, 4000, 6000]);
         assert!(s.jitter_ms > 0.0);
+    }
+
+    #[test]
+    fn samples_ramp_latency_apart_from_the_window() {
+        let t0 = Instant::now();
+        let mut m = TrackMeter::new(t0);
+        let phases = [
+            (Phase::Ramp, 5000),
+            (Phase::Ramp, 7000),
+            (Phase::Steady, 1000),
+            (Phase::Leaving, 9000),
+        ];
+        for (c, (phase, latency)) in phases.into_iter().enumerate() {
+            m.record(&trailer(c as u32, 1000), 100, t0, 1000 + latency, phase);
+        }
+        let s = m.summary();
+        assert_eq!(s.packets, 4, "every phase counts for loss");
+        assert_eq!(s.ramp_latencies_us, vec![5000, 7000]);
+        assert!(s.ramp_flowing_latencies_us.is_empty(), "all at t0");
+        assert_eq!(s.latencies_us, vec![1000]);
+        assert_eq!(s.jitter_ms, 0.0, "jitter only in the window");
     }
 
     #[test]

@@ -52,8 +52,12 @@ pub struct RunState {
     /// Source id → when its sender started, so a receiver that joined earlier
     /// times its first packet and keyframe from the source's start instead.
     pub source_started: Mutex<std::collections::HashMap<u32, Instant>>,
-    /// True during the measured window: latency and jitter are sampled then.
-    pub steady: Arc<std::sync::atomic::AtomicBool>,
+    /// The step's phase (`measure::Phase` as u8): latency is sampled during
+    /// the ramp (apart) and the measured window; jitter in the window only.
+    pub phase: Arc<std::sync::atomic::AtomicU8>,
+    /// When the step's first participant started: packets are also binned
+    /// by the second since then (the worst latency per second).
+    pub begin: std::sync::OnceLock<Instant>,
     /// Participant index → who it is, where, and when it was in the run.
     pub members: Mutex<std::collections::HashMap<usize, Member>>,
     /// Source id → the index of the participant that publishes it.

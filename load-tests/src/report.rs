@@ -1,6 +1,6 @@
 //! Output: a table on stdout, a JSON report and an SVG plot.
 
-use crate::scenario::StepResult;
+use crate::scenario::{reasons, StepResult};
 use anyhow::Result;
 use plotters::prelude::*;
 use serde::Serialize;
@@ -71,6 +71,61 @@ pub fn table(steps: &[StepResult]) -> String {
             s.errors.len(),
             format!("{}/{}", s.members_without_media, s.members_checked),
             shards(s),
+        ));
+    }
+    out.push_str("\nramp (first start → measured window: joins negotiated while media flows) vs the window; ramp flowing: tracks received ≥ 1 s\n");
+    out.push_str(&format!(
+        "{:<26} {:>7} {:>10} {:>26} {:>26} {:>26} {:>17} {:>17} {:>16}\n",
+        "step",
+        "ramp s",
+        "ramp pkts",
+        "ramp lat p50/99/max ms",
+        "ramp flowing p50/99/max",
+        "window lat p50/99/max ms",
+        "ramp cpu sfu/gen%",
+        "win cpu sfu/gen%",
+        "shard busy% r/w"
+    ));
+    for s in steps {
+        out.push_str(&format!(
+            "{:<26} {:>7.2} {:>10} {:>26} {:>26} {:>26} {:>17} {:>17} {:>16}\n",
+            s.label,
+            s.ramp_s,
+            s.ramp_latency_samples,
+            format!(
+                "{:.1}/{:.1}/{:.1}",
+                s.ramp_latency_ms_p50, s.ramp_latency_ms_p99, s.ramp_latency_ms_max
+            ),
+            format!(
+                "{:.1}/{:.1}/{:.1}",
+                s.ramp_flowing_latency_ms_p50,
+                s.ramp_flowing_latency_ms_p99,
+                s.ramp_flowing_latency_ms_max
+            ),
+            format!(
+                "{:.1}/{:.1}/{:.1}",
+                s.latency_ms_p50, s.latency_ms_p99, s.latency_ms_max
+            ),
+            format!(
+                "{:.0}/{:.0}",
+                s.ramp_sfu_process_cpu_percent, s.ramp_loadgen_cpu_percent
+            ),
+            format!(
+                "{:.0}/{:.0}",
+                s.sfu_process_cpu_percent, s.loadgen_cpu_percent
+            ),
+            format!(
+                "{:.0}/{:.0}",
+                s.ramp_sfu_shard_busy_percent, s.sfu_shard_busy_percent
+            ),
+        ));
+    }
+    for s in steps {
+        out.push_str(&format!(
+            "{}: sfu drops by reason: window {} · ramp {}\n",
+            s.label,
+            reasons(&s.sfu_drops_by_reason),
+            reasons(&s.ramp_sfu_drops_by_reason),
         ));
     }
     out.push_str(&format!(

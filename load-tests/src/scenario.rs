@@ -1,13 +1,13 @@
 //! Scenarios: who joins which room with what, and how one measured step runs.
 
 use crate::floor::{self, FloorResult};
-use crate::measure::percentile;
+use crate::measure::{percentile, Phase};
 use crate::media::VideoSpec;
 use crate::participant::{self, Member, ParticipantSpec, RunState};
 use crate::server::{Scrape, ServerUnderTest};
 use anyhow::Result;
 use serde::Serialize;
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -192,6 +192,39 @@ pub struct StepResult {
     pub latency_ms_p50: f64,
     pub latency_ms_p95: f64,
     pub latency_ms_p99: f64,
+    pub latency_ms_max: f64,
+    /// The ramp: from the first participant's start to the measured window's
+    /// start (ramp-up at `--ramp` participants/s, then settling), while the
+    /// joins are negotiated. Its seconds, the packets received in it, their
+    /// one-way latency, and both sides' CPU over it.
+    pub ramp_s: f64,
+    pub ramp_latency_samples: u64,
+    pub ramp_latency_ms_p50: f64,
+    pub ramp_latency_ms_p95: f64,
+    pub ramp_latency_ms_p99: f64,
+    pub ramp_latency_ms_max: f64,
+    /// The ramp's packets on tracks that had been flowing ≥ 1 s at the time
+    /// (`measure::FLOWING_AFTER`): media already playing while others join,
+    /// without a new subscription's first packets.
+    pub ramp_flowing_latency_samples: u64,
+    pub ramp_flowing_latency_ms_p50: f64,
+    pub ramp_flowing_latency_ms_p99: f64,
+    pub ramp_flowing_latency_ms_max: f64,
+    pub ramp_sfu_process_cpu_percent: f64,
+    pub ramp_loadgen_cpu_percent: f64,
+    /// Shard loops' time not spent waiting for a datagram, % of one core
+    /// (summed over shards), over the ramp and over the window.
+    pub ramp_sfu_shard_busy_percent: f64,
+    pub sfu_shard_busy_percent: f64,
+    /// (largest one-way latency ms, packets received) in each second since the
+    /// step began, all phases: when join-time delays start and end.
+    pub latency_max_ms_by_second: Vec<(f64, u64)>,
+    /// One-way latency of the first packet each receiver got of each track.
+    pub first_packet_latency_ms_p50_p95_max: (f64, f64, f64),
+    /// Server and load-generator CPU in each second of the step (from 1 s).
+    pub cpu_by_second: Vec<SecondSample>,
+    /// The server's drop counters over the ramp, by reason.
+    pub ramp_sfu_drops_by_reason: BTreeMap<String, f64>,
     pub jitter_ms_mean: f64,
     pub video_kbps_mean: f64,
     pub audio_kbps_mean: f64,
@@ -203,7 +236,9 @@ pub struct StepResult {
     pub first_keyframe_ms_p95: f64,
     pub sfu_forwarded: f64,
     pub sfu_forwarded_per_s: f64,
+    /// The server's drop counters over the measured window (sum, and by reason).
     pub sfu_drops: f64,
+    pub sfu_drops_by_reason: BTreeMap<String, f64>,
     /// Datagrams the kernel dropped because a receiving socket's buffer was
     /// full, over the whole step and the whole machine (/proc/net/snmp).
     /// The server's sockets have 8 MB buffers; the clients' have the default.
@@ -231,7 +266,7 @@ pub struct StepResult {
     /// Shard threads of the spawned server (None: an external server).
     pub shards: Option<usize>,
     /// Forwarded copies in the window, by shard: how the rooms spread.
-    pub sfu_forwarded_by_shard: std::collections::BTreeMap<String, f64>,
+    pub sfu_forwarded_by_shard: BTreeMap<String, f64>,
     /// Members that subscribe and shared at least `together_min_s` with
     /// another member of their room while it was sending.
     pub members_checked: usize,
@@ -427,7 +462,16 @@ pub async fn run_step(common: &Common, plan: &Plan) -> Result<StepResult> {
     let rcvbuf0 = udp_rcvbuf_errors();
     let sock0 = server.socket_drops();
     let state = Arc::new(RunState::default());
+    state.phase.store(Phase::Ramp as u8, Relaxed);
+    let ramp_cpu0 = process_cpu();
     let begin = Instant::now();
+    let _ = state.begin.set(begin);
+    let samples: Arc<std::sync::Mutex<Vec<SecondSample>>> = Default::default();
+    let sampler = tokio::spawn(sample_each_second(
+        server.metrics_addr(),
+        begin,
+        samples.clone(),
+    ));
     let deadline = begin + common.duration;
     let spacing = Duration::from_secs_f64(1.0 / common.ramp.max(0.1));
     let mut running = Vec::new();
@@ -447,7 +491,11 @@ pub async fn run_step(common: &Common, plan: &Plan) -> Result<StepResult> {
 
     let scrape0 = server.scrape().await.unwrap_or_default();
     let (cpu0, t0) = (process_cpu(), Instant::now());
-    state.steady.store(true, Relaxed);
+    state.phase.store(Phase::Steady as u8, Relaxed);
+    let ramp = Ramp {
+        duration: t0.duration_since(begin),
+        loadgen_cpu: cpu0 - ramp_cpu0,
+    };
     let mut next_churn = plan.churn_every.map(|e| Instant::now() + e);
     let mut rss_samples = vec![(0.0, mib(&scrape0))];
     let mut next_sample = t0 + Duration::from_secs(10);
@@ -486,7 +534,7 @@ pub async fn run_step(common: &Common, plan: &Plan) -> Result<StepResult> {
     }
     let scrape1 = server.scrape().await.unwrap_or_default();
     let (cpu1, window) = (process_cpu(), t0.elapsed());
-    state.steady.store(false, Relaxed);
+    state.phase.store(Phase::Leaving as u8, Relaxed);
     // Everyone still in stays until the window's end, for the media check.
     let window_end = Instant::now();
     {
@@ -503,6 +551,8 @@ pub async fn run_step(common: &Common, plan: &Plan) -> Result<StepResult> {
     if !common.quiet {
         eprintln!();
     }
+    sampler.abort();
+    let by_second = std::mem::take(&mut *samples.lock().unwrap());
     let rcvbuf_drops = udp_rcvbuf_errors().saturating_sub(rcvbuf0);
     let sock_drops = server.socket_drops().saturating_sub(sock0);
     drop(server);
@@ -515,7 +565,16 @@ pub async fn run_step(common: &Common, plan: &Plan) -> Result<StepResult> {
         _ => None,
     };
     let scrapes = [&baseline, &scrape0, &scrape1];
-    let mut result = summarize(plan, joins, &state, scrapes, window, cpu1 - cpu0, floor);
+    let mut result = summarize(
+        plan,
+        joins,
+        &state,
+        scrapes,
+        window,
+        cpu1 - cpu0,
+        ramp,
+        floor,
+    );
     let coverage = media_coverage(&state, window_end);
     result.shards = common.external.is_none().then_some(common.shards);
     result.members_checked = coverage.members_checked;
@@ -527,7 +586,51 @@ pub async fn run_step(common: &Common, plan: &Plan) -> Result<StepResult> {
     rss_samples.push((window.as_secs_f64(), mib(&scrape1)));
     result.sfu_rss_samples = rss_samples;
     result.sfu_socket_drops = sock_drops;
+    result.cpu_by_second = by_second;
     Ok(result)
+}
+
+/// One second of the step: the server's shard threads' busy time (not
+/// waiting for a datagram) and CPU, its process CPU, and the load generator's
+/// CPU, each as % of one core over the second that ended at `t_s`.
+#[derive(Debug, Clone, Serialize)]
+pub struct SecondSample {
+    pub t_s: f64,
+    pub sfu_shard_busy_percent: f64,
+    pub sfu_shard_cpu_percent: f64,
+    pub sfu_process_cpu_percent: f64,
+    pub loadgen_cpu_percent: f64,
+}
+
+/// Scrape the server every second from `begin` and push a `SecondSample`
+/// into `out`, until the task is aborted.
+async fn sample_each_second(
+    metrics: SocketAddr,
+    begin: Instant,
+    out: Arc<std::sync::Mutex<Vec<SecondSample>>>,
+) {
+    let mut prev: Option<(Instant, Scrape, Duration)> = None;
+    let mut tick = tokio::time::interval_at(begin.into(), Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        tick.tick().await;
+        let Ok(s) = crate::server::scrape(metrics).await else {
+            continue;
+        };
+        let (now, cpu) = (Instant::now(), process_cpu());
+        if let Some((t, p, c)) = &prev {
+            let dt = now.duration_since(*t).as_secs_f64().max(1e-9);
+            let pct = |name: &str| 100.0 * p.delta(&s, name) / dt;
+            out.lock().unwrap().push(SecondSample {
+                t_s: now.duration_since(begin).as_secs_f64(),
+                sfu_shard_busy_percent: pct("sfu_shard_busy_seconds_total"),
+                sfu_shard_cpu_percent: pct("sfu_shard_cpu_seconds_total"),
+                sfu_process_cpu_percent: pct("sfu_process_cpu_seconds_total"),
+                loadgen_cpu_percent: 100.0 * cpu.saturating_sub(*c).as_secs_f64() / dt,
+            });
+        }
+        prev = Some((now, s, cpu));
+    }
 }
 
 fn progress(common: &Common, plan: &Plan, begin: Instant, state: &RunState, phase: &str) {
@@ -577,6 +680,38 @@ fn median_p95(mut v: Vec<f64>) -> (f64, f64) {
     (pick(50.0), pick(95.0))
 }
 
+/// The ramp phase: from the first participant's start to the window's start.
+struct Ramp {
+    duration: Duration,
+    loadgen_cpu: Duration,
+}
+
+/// `later - earlier` for one metric, by the value of `label`.
+fn delta_by(earlier: &Scrape, later: &Scrape, name: &str, label: &str) -> BTreeMap<String, f64> {
+    let before = earlier.by_label(name, label);
+    later
+        .by_label(name, label)
+        .into_iter()
+        .map(|(k, v)| {
+            let d = v - before.get(&k).copied().unwrap_or(0.0);
+            (k, d)
+        })
+        .collect()
+}
+
+/// `awaiting_keyframe 1200, stale 57` (non-zero reasons, largest first), or `0`.
+pub fn reasons(by: &BTreeMap<String, f64>) -> String {
+    let mut v: Vec<(&String, &f64)> = by.iter().filter(|(_, n)| **n > 0.0).collect();
+    if v.is_empty() {
+        return "0".to_owned();
+    }
+    v.sort_by(|a, b| b.1.total_cmp(a.1).then(a.0.cmp(b.0)));
+    v.iter()
+        .map(|(k, n)| format!("{k} {n:.0}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 #[allow(clippy::too_many_arguments)]
 fn summarize(
     plan: &Plan,
@@ -585,10 +720,15 @@ fn summarize(
     [baseline, s0, s1]: [&Scrape; 3],
     window: Duration,
     loadgen_cpu: Duration,
+    ramp: Ramp,
     floor: Option<FloorResult>,
 ) -> StepResult {
     let sources = state.sources.lock().unwrap().clone();
     let mut latencies = Vec::new();
+    let mut ramp_latencies = Vec::new();
+    let mut ramp_flowing = Vec::new();
+    let mut by_second: Vec<(f64, u64)> = Vec::new();
+    let mut first_latency = Vec::new();
     let (mut tracks, mut packets, mut lost, mut dups, mut reord) = (0, 0, 0, 0, 0);
     let (mut jitters, mut video_kbps, mut audio_kbps) = (Vec::new(), Vec::new(), Vec::new());
     let (mut first_pkt, mut first_key) = (Vec::new(), Vec::new());
@@ -601,6 +741,15 @@ fn summarize(
             dups += s.duplicates;
             reord += s.reordered;
             latencies.extend_from_slice(&s.latencies_us);
+            ramp_latencies.extend_from_slice(&s.ramp_latencies_us);
+            ramp_flowing.extend_from_slice(&s.ramp_flowing_latencies_us);
+            if by_second.len() < s.by_second.len() {
+                by_second.resize(s.by_second.len(), (0.0, 0));
+            }
+            for (b, (max_us, n)) in by_second.iter_mut().zip(&s.by_second) {
+                b.0 = f64::max(b.0, f64::from(*max_us) / 1000.0);
+                b.1 += u64::from(*n);
+            }
             jitters.push(s.jitter_ms);
             let video = sources.get(source).is_some_and(|k| *k != "microphone");
             if video {
@@ -610,9 +759,17 @@ fn summarize(
                 audio_kbps.push(s.bitrate_kbps);
             }
             first_pkt.extend(s.first_packet_ms);
+            first_latency.extend(s.first_latency_ms);
         }
     }
     latencies.sort_unstable();
+    ramp_latencies.sort_unstable();
+    ramp_flowing.sort_unstable();
+    let max_ms = |v: &[u32]| v.last().map_or(0.0, |m| f64::from(*m) / 1000.0);
+    let ramp_s = ramp.duration.as_secs_f64().max(1e-9);
+    let busy = |a: &Scrape, b: &Scrape, secs: f64| {
+        100.0 * a.delta(b, "sfu_shard_busy_seconds_total") / secs
+    };
     let mean = |v: &[f64]| {
         if v.is_empty() {
             0.0
@@ -658,6 +815,31 @@ fn summarize(
         latency_ms_p50: percentile(&latencies, 50.0) / 1000.0,
         latency_ms_p95: percentile(&latencies, 95.0) / 1000.0,
         latency_ms_p99: percentile(&latencies, 99.0) / 1000.0,
+        latency_ms_max: max_ms(&latencies),
+        ramp_s,
+        ramp_latency_samples: ramp_latencies.len() as u64,
+        ramp_latency_ms_p50: percentile(&ramp_latencies, 50.0) / 1000.0,
+        ramp_latency_ms_p95: percentile(&ramp_latencies, 95.0) / 1000.0,
+        ramp_latency_ms_p99: percentile(&ramp_latencies, 99.0) / 1000.0,
+        ramp_latency_ms_max: max_ms(&ramp_latencies),
+        ramp_flowing_latency_samples: ramp_flowing.len() as u64,
+        ramp_flowing_latency_ms_p50: percentile(&ramp_flowing, 50.0) / 1000.0,
+        ramp_flowing_latency_ms_p99: percentile(&ramp_flowing, 99.0) / 1000.0,
+        ramp_flowing_latency_ms_max: max_ms(&ramp_flowing),
+        ramp_sfu_process_cpu_percent: 100.0 * baseline.delta(s0, "sfu_process_cpu_seconds_total")
+            / ramp_s,
+        ramp_loadgen_cpu_percent: 100.0 * ramp.loadgen_cpu.as_secs_f64() / ramp_s,
+        ramp_sfu_shard_busy_percent: busy(baseline, s0, ramp_s),
+        sfu_shard_busy_percent: busy(s0, s1, w),
+        latency_max_ms_by_second: by_second,
+        first_packet_latency_ms_p50_p95_max: {
+            let max = first_latency.iter().copied().fold(0.0, f64::max);
+            let (p50, p95) = median_p95(first_latency);
+            (p50, p95, max)
+        },
+        cpu_by_second: Vec::new(),
+        ramp_sfu_drops_by_reason: delta_by(baseline, s0, "sfu_dropped_packets_total", "reason"),
+        sfu_drops_by_reason: delta_by(s0, s1, "sfu_dropped_packets_total", "reason"),
         jitter_ms_mean: mean(&jitters),
         video_kbps_mean: mean(&video_kbps),
         audio_kbps_mean: mean(&audio_kbps),
@@ -690,16 +872,7 @@ fn summarize(
             .map(|f| sfu_us_per_copy / f.us_per_copy),
         floor,
         shards: None,
-        sfu_forwarded_by_shard: {
-            let before = s0.by_label("sfu_forwarded_packets_total", "shard");
-            s1.by_label("sfu_forwarded_packets_total", "shard")
-                .into_iter()
-                .map(|(k, v)| {
-                    let d = v - before.get(&k).copied().unwrap_or(0.0);
-                    (k, d)
-                })
-                .collect()
-        },
+        sfu_forwarded_by_shard: delta_by(s0, s1, "sfu_forwarded_packets_total", "shard"),
         members_checked: 0,
         members_without_media: 0,
         member_pairs_checked: 0,
@@ -760,7 +933,7 @@ mod tests {
                     sent_unix_us: 0,
                     flags: 0,
                 };
-                m.record(&t, 100, t0, 0, false);
+                m.record(&t, 100, t0, 0, Phase::Leaving);
                 meters
                     .lock()
                     .unwrap()

@@ -140,25 +140,34 @@ impl ServerUnderTest {
     }
 
     pub async fn scrape(&self) -> Result<Scrape> {
-        let mut s = tokio::net::TcpStream::connect(self.metrics).await?;
-        s.write_all(
-            format!(
-                "GET /metrics HTTP/1.0\r\nHost: {}\r\nConnection: close\r\n\r\n",
-                self.metrics
-            )
-            .as_bytes(),
-        )
-        .await?;
-        let mut body = String::new();
-        tokio::time::timeout(Duration::from_secs(5), s.read_to_string(&mut body)).await??;
-        let (head, text) = body
-            .split_once("\r\n\r\n")
-            .ok_or_else(|| anyhow!("malformed metrics response"))?;
-        if !head.starts_with("HTTP/1.1 200") && !head.starts_with("HTTP/1.0 200") {
-            bail!("metrics: {}", head.lines().next().unwrap_or(""));
-        }
-        Ok(Scrape::parse(text))
+        scrape(self.metrics).await
     }
+
+    pub fn metrics_addr(&self) -> SocketAddr {
+        self.metrics
+    }
+}
+
+/// One `/metrics` scrape of the server at `metrics`.
+pub async fn scrape(metrics: SocketAddr) -> Result<Scrape> {
+    let mut s = tokio::net::TcpStream::connect(metrics).await?;
+    s.write_all(
+        format!(
+            "GET /metrics HTTP/1.0\r\nHost: {}\r\nConnection: close\r\n\r\n",
+            metrics
+        )
+        .as_bytes(),
+    )
+    .await?;
+    let mut body = String::new();
+    tokio::time::timeout(Duration::from_secs(5), s.read_to_string(&mut body)).await??;
+    let (head, text) = body
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| anyhow!("malformed metrics response"))?;
+    if !head.starts_with("HTTP/1.1 200") && !head.starts_with("HTTP/1.0 200") {
+        bail!("metrics: {}", head.lines().next().unwrap_or(""));
+    }
+    Ok(Scrape::parse(text))
 }
 
 impl Drop for ServerUnderTest {

@@ -4,7 +4,7 @@
 //! load run also checks interop. Facts this relies on are in
 //! ../shared/WEBRTC-NOTES.md (NACK storm, PLI delivery, write_rtp drops).
 
-use crate::measure::TrackMeter;
+use crate::measure::{Phase, TrackMeter};
 use crate::media::{unix_us, Trailer};
 use anyhow::Result;
 use rtc::ice::mdns::MulticastDnsMode;
@@ -303,13 +303,21 @@ impl PeerConnectionEventHandler for Handler {
                     }
                 };
                 let now = Instant::now();
-                meter.lock().unwrap().record(
+                let second = state
+                    .begin
+                    .get()
+                    .map(|b| now.saturating_duration_since(*b).as_secs() as usize);
+                let mut m = meter.lock().unwrap();
+                let latency_us = m.record(
                     &t,
                     pkt.payload.len(),
                     now,
                     unix_us(),
-                    state.steady.load(std::sync::atomic::Ordering::Relaxed),
+                    Phase::from_u8(state.phase.load(std::sync::atomic::Ordering::Relaxed)),
                 );
+                if let (Some(second), Some(latency_us)) = (second, latency_us) {
+                    m.note_second(second, latency_us);
+                }
             }
         });
     }
