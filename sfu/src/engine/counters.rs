@@ -23,10 +23,13 @@ pub enum DropReason {
     /// The subscriber waits for a keyframe (it joined, or lost packets it cannot
     /// repair): frames it could not decode are not sent.
     AwaitingKeyframe,
+    /// The subscriber's ICE/DTLS is not up yet: a copy queued now would reach it
+    /// late, in a burst, when it connects.
+    NotConnected,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 9] = [
+    pub const ALL: [DropReason; 10] = [
         DropReason::UnknownSource,
         DropReason::Malformed,
         DropReason::NotPublished,
@@ -36,6 +39,7 @@ impl DropReason {
         DropReason::SocketFull,
         DropReason::Muted,
         DropReason::AwaitingKeyframe,
+        DropReason::NotConnected,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -49,6 +53,7 @@ impl DropReason {
             DropReason::SocketFull => "socket_full",
             DropReason::Muted => "muted",
             DropReason::AwaitingKeyframe => "awaiting_keyframe",
+            DropReason::NotConnected => "not_connected",
         }
     }
 }

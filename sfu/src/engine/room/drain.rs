@@ -153,7 +153,18 @@ impl MediaRoom {
                 let _ = peer.events.try_send(MediaEvent::Connected {
                     participant: peer.participant,
                 });
-                // Requests for its tracks that could not go out before it connected.
+                // Its video subscriptions start now, on a keyframe.
+                let subscribed: Vec<TrackId> = peer
+                    .downtracks
+                    .iter()
+                    .flatten()
+                    .filter(|d| d.kind == MediaKind::Video)
+                    .map(|d| d.track)
+                    .collect();
+                for track in subscribed {
+                    self.want_keyframe(track, KeyframeKind::Pli, now);
+                }
+                // Requests for its own tracks that could not go out before it connected.
                 let waiting: Vec<TrackId> = self
                     .tracks
                     .iter()

@@ -99,6 +99,12 @@ impl MediaRoom {
             if switched {
                 dt.munger.switch_source();
             }
+            if !sub.connected {
+                // Not queued for later: it would arrive stale, in a burst. The
+                // subscriber starts on a keyframe requested when it connects.
+                counters.drop(DropReason::NotConnected);
+                continue;
+            }
             if dt.waiting_keyframe {
                 if keyframe {
                     dt.waiting_keyframe = false;

@@ -256,7 +256,9 @@ impl MediaRoom {
                 peer: slot,
                 slot: dt_slot,
             });
-            if video {
+            // A subscriber that is not connected yet asks when it connects: a
+            // keyframe now would be dropped and use up the publisher's slot.
+            if video && peer.connected {
                 want_keyframes.push(track.id);
             }
         }
