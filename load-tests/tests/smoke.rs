@@ -46,3 +46,24 @@ fn fanout_and_briefing_smoke() {
     assert_eq!(step["errors"].as_array().unwrap().len(), 0, "{step}");
     let _ = std::fs::remove_dir_all(&out);
 }
+
+/// Rooms on two shards: every member receives every other member of its room.
+#[test]
+fn rooms_on_two_shards_smoke() {
+    let out = std::env::temp_dir().join(format!("loadtest-smoke-rooms-{}", std::process::id()));
+    let rooms = run(
+        &out,
+        &[
+            "--no-floor",
+            "--shards=2",
+            "rooms",
+            "--rooms=2",
+            "--per-room=2",
+        ],
+    );
+    let step = &rooms["steps"][0];
+    assert_eq!(step["errors"].as_array().unwrap().len(), 0, "{step}");
+    assert!(step["members_checked"].as_u64().unwrap() >= 4, "{step}");
+    assert_eq!(step["members_without_media"], 0, "{step}");
+    let _ = std::fs::remove_dir_all(&out);
+}
