@@ -381,3 +381,52 @@ fn a_subscription_that_stalls_again_moves_to_a_fresh_ssrc_and_asks_for_an_offer(
     let last = s.clients[b].on_mid(b_mid).last().copied().unwrap();
     assert_ne!(last.ssrc, first_ssrc, "the m-line now carries a fresh SSRC");
 }
+
+#[test]
+fn a_subscriber_that_connects_late_is_held_nothing_and_starts_on_a_fresh_keyframe() {
+    use std::cell::Cell;
+    use std::rc::Rc;
+    let mut s = SimRoom::new();
+    let a = s.add_client();
+    let a_mid = publish(&mut s, a, T1);
+    s.connect();
+    // B subscribes in its first offer, but nothing of B reaches the server for 3 s.
+    let b = s.add_client();
+    let cut = Rc::new(Cell::new(true));
+    let gate = cut.clone();
+    s.clients[b].drop_uplink = Some(Box::new(move |_: &[u8]| gate.get()));
+    let b_mid = s
+        .offer(
+            b,
+            |api| vec![add_video(api, Direction::RecvOnly)],
+            |m| (vec![], vec![(m[0], T1)]),
+        )
+        .expect("subscribe")[0];
+    let start = s.now;
+    s.send_video(a, a_mid, true, 1);
+    while s.now < start + Duration::from_secs(3) {
+        s.now += FRAME;
+        s.send_video(a, a_mid, false, 1);
+    }
+    assert_eq!(
+        s.clients[a].keyframe_requests, 0,
+        "no keyframe spent on it before it connects"
+    );
+    let held = s.counters.drops[DropReason::NotConnected as usize];
+    assert!(held >= 90, "nothing is queued for it ({held} dropped)");
+    cut.set(false);
+    let start = s.now;
+    let mut answered = 0;
+    while s.now < start + Duration::from_secs(2) && keyframes_of(&s, b, b_mid) == 0 {
+        let key = s.clients[a].keyframe_requests > answered;
+        answered = s.clients[a].keyframe_requests;
+        s.send_video(a, a_mid, key, 1);
+        s.now += FRAME;
+    }
+    assert!(
+        s.clients[a].keyframe_requests > 0,
+        "a keyframe was asked for when it connected"
+    );
+    let got: Vec<_> = s.clients[b].on_mid(b_mid).copied().collect();
+    assert!(got[0].keyframe, "it starts on that keyframe");
+}
