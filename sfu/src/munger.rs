@@ -99,16 +99,18 @@ impl Munger {
     }
 
     /// The packet `in_seq` is deliberately not forwarded (padding, a filtered
-    /// layer). If it is the next in order, later packets close up over it.
-    /// An out-of-order skip cannot be closed up and stays a gap.
+    /// layer, a muted track, a frame a subscriber cannot decode). If it is
+    /// newer than anything seen, later packets close up over it and over any
+    /// packets lost before it: nothing in that stretch was forwarded. An
+    /// out-of-order skip cannot be closed up and stays a gap.
     pub fn skip(&mut self, in_seq: u64) {
         if self.switch_pending {
             return; // the old source's numbers say nothing about the new one's
         }
         if let Some(m) = self.mapping.as_mut() {
-            if in_seq == m.highest_in + 1 {
+            if in_seq > m.highest_in {
+                m.seq_offset = m.seq_offset.wrapping_sub(in_seq - m.highest_in);
                 m.highest_in = in_seq;
-                m.seq_offset = m.seq_offset.wrapping_sub(1);
             }
         }
     }
@@ -253,6 +255,22 @@ mod tests {
         assert_eq!(fwd(&mut m, 12, 0, t).0, 101);
         m.skip(12); // already seen: no effect
         assert_eq!(fwd(&mut m, 13, 0, t).0, 102);
+    }
+
+    #[test]
+    fn a_skipped_stretch_with_a_loss_in_it_still_closes_up() {
+        let t = Instant::now();
+        let mut m = Munger::new(90_000, 100);
+        fwd(&mut m, 10, 0, t);
+        m.skip(11);
+        // 12 was lost upstream while the stretch was skipped.
+        m.skip(13);
+        m.skip(14);
+        assert_eq!(
+            fwd(&mut m, 15, 0, t).0,
+            101,
+            "no false loss when it resumes"
+        );
     }
 
     proptest! {

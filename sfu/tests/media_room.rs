@@ -430,3 +430,36 @@ fn a_subscriber_that_connects_late_is_held_nothing_and_starts_on_a_fresh_keyfram
     let got: Vec<_> = s.clients[b].on_mid(b_mid).copied().collect();
     assert!(got[0].keyframe, "it starts on that keyframe");
 }
+
+#[test]
+fn a_subscriber_still_waiting_is_not_given_up_after_two_lost_keyframes() {
+    let mut s = SimRoom::new();
+    let (a, a_mid, b, b_mid) = pub_and_sub(&mut s, T1);
+    // The publisher's uplink loses its first two keyframes.
+    let mut lost = 0;
+    s.clients[a].drop_uplink = Some(Box::new(move |d: &[u8]| {
+        // A keyframe here is the only video-sized packet sent right after a request.
+        if lost < 2 && is_rtp(d) && d.len() >= VIDEO_DATAGRAM_MIN {
+            lost += 1;
+            return true;
+        }
+        false
+    }));
+    let start = s.now;
+    let mut answered = 0;
+    while s.now < start + Duration::from_secs(5) && keyframes_of(&s, b, b_mid) == 0 {
+        // Only keyframes are sent, each answering a request: deltas would be lost first.
+        if s.clients[a].keyframe_requests > answered {
+            answered = s.clients[a].keyframe_requests;
+            s.send_video(a, a_mid, true, 1);
+        } else {
+            s.advance(FRAME);
+        }
+        s.now += FRAME;
+    }
+    assert!(
+        keyframes_of(&s, b, b_mid) > 0,
+        "the subscriber got a picture after {} requests",
+        s.clients[a].keyframe_requests
+    );
+}

@@ -329,6 +329,10 @@ impl Shard {
                 match ran {
                     Ok(result) => {
                         let result = result.map(|(answer, ufrag, slot)| {
+                            // After an ICE restart the peer's ufrag changed: drop the old key.
+                            if !self.by_ufrag.contains_key(&ufrag) {
+                                self.by_ufrag.retain(|_, v| *v != (room, slot));
+                            }
                             self.by_ufrag.insert(ufrag, (room, slot));
                             answer
                         });

@@ -57,8 +57,8 @@ impl MediaRoom {
             // as a timeout already due. Feeding it here, once per peer, sends the
             // forwarded copies now instead of on the shard's next full tick.
             let mut fed_timeout = false;
-            // Down-tracks whose copy the socket refused: they wait for a keyframe.
-            let mut lost: Option<TrackId> = None;
+            // Tracks whose copy the socket refused: their down-tracks wait for a keyframe.
+            let mut lost: Vec<TrackId> = Vec::new();
             while let Some(peer) = self.peers.get_mut(slot).and_then(Option::as_mut) {
                 if peer.failed {
                     if !self.failed.contains(&slot) {
@@ -110,7 +110,9 @@ impl MediaRoom {
                             }) {
                                 if !dt.waiting_keyframe {
                                     dt.waiting_keyframe = true;
-                                    lost = Some(dt.track);
+                                    if !lost.contains(&dt.track) {
+                                        lost.push(dt.track);
+                                    }
                                 }
                             }
                         }
@@ -118,7 +120,7 @@ impl MediaRoom {
                     Output::Event(e) => self.handle_event(slot, e, now, counters),
                 }
             }
-            if let Some(track) = lost {
+            for track in lost {
                 self.want_keyframe(track, KeyframeKind::Pli, now);
             }
         }
@@ -200,7 +202,22 @@ impl MediaRoom {
         let Some(t) = self.tracks.iter_mut().find(|t| t.id == track) else {
             return;
         };
-        let send = t.keyframes.poll(now);
+        let mut send = t.keyframes.poll(now);
+        if send.is_none() && !t.keyframes.is_pending() {
+            // The machine gave up (no keyframe after its retry), but a
+            // subscriber that waits for one would stay black: ask afresh.
+            let peers = &self.peers;
+            let waiting = t.subscribers.iter().any(|r| {
+                peers[r.peer]
+                    .as_ref()
+                    .and_then(|p| p.downtracks.get(r.slot))
+                    .and_then(Option::as_ref)
+                    .is_some_and(|d| d.waiting_keyframe)
+            });
+            if waiting {
+                send = t.keyframes.request(KeyframeKind::Pli, now);
+            }
+        }
         self.after_keyframe_decision(track, send, now);
     }
 

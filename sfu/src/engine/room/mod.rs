@@ -196,6 +196,9 @@ impl MediaRoom {
     /// Remove a peer and everything it published or subscribed to.
     pub fn remove_peer(&mut self, slot: usize) -> Option<Peer> {
         let mut peer = self.peers.get_mut(slot)?.take()?;
+        // A later peer in this slot must not inherit these.
+        self.failed.retain(|s| *s != slot);
+        self.dirty.retain(|s| *s != slot);
         for inbound in &peer.inbound {
             self.remove_track(inbound.track);
         }

@@ -75,10 +75,15 @@ impl MediaRoom {
             }
         };
         // Idle m-lines the offer no longer has cannot carry anything again.
+        // (Mids compare as str0m sanitises them.)
         peer.idle_lines.retain(|l| {
-            let mid = l.mid.to_string();
-            lines.iter().any(|x| x.mid.as_deref() == Some(mid.as_str()))
+            lines
+                .iter()
+                .any(|x| x.mid.as_deref().map(Mid::from) == Some(l.mid))
         });
+        // A remote ICE restart gives this side new credentials: STUN finds the
+        // peer by the new ufrag (the shard re-keys its demux map).
+        peer.ufrag = peer.rtc.direct_api().local_ice_credentials().ufrag;
 
         self.apply_publications(slot, publish, now);
         self.apply_subscriptions(slot, subscribe, now);
@@ -196,7 +201,7 @@ impl MediaRoom {
             let keep = d.as_ref().is_none_or(|d| {
                 subscribe
                     .iter()
-                    .any(|s| s.mid == d.mid.to_string() && s.track_id == d.track)
+                    .any(|s| Mid::from(s.mid.as_str()) == d.mid && s.track_id == d.track)
             });
             if !keep {
                 removed.push((i, d.as_ref().expect("checked").track));
