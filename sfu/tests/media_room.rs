@@ -66,6 +66,20 @@ fn keyframes_of(s: &SimRoom, c: usize, mid: Mid) -> usize {
     s.clients[c].on_mid(mid).filter(|g| g.keyframe).count()
 }
 
+/// Publisher `a` sends a frame every 33 ms, a keyframe when a request has
+/// arrived that it has not answered (as a browser does), until subscriber `sub`
+/// has a keyframe or `limit` passes.
+fn send_until_keyframe(s: &mut SimRoom, a: usize, a_mid: Mid, sub: (usize, Mid), limit: Duration) {
+    let start = s.now;
+    let mut answered = 0;
+    while s.now < start + limit && keyframes_of(s, sub.0, sub.1) == 0 {
+        let key = s.clients[a].keyframe_requests > answered;
+        answered = s.clients[a].keyframe_requests;
+        s.send_video(a, a_mid, key, 1);
+        s.now += FRAME;
+    }
+}
+
 #[test]
 fn new_track_on_reused_mid_continues_sequence_past_rollover() {
     let mut s = SimRoom::new();
@@ -151,15 +165,7 @@ fn lost_first_keyframe_is_requested_again_and_subscriber_decodes_within_2s() {
         }
         false
     }));
-    let start = s.now;
-    let mut answered = 0;
-    while s.now < start + Duration::from_secs(2) && keyframes_of(&s, b, b_mid) == 0 {
-        // The publisher answers each keyframe request with a keyframe, as a browser does.
-        let key = s.clients[a].keyframe_requests > answered;
-        answered = s.clients[a].keyframe_requests;
-        s.send_video(a, a_mid, key, 1);
-        s.now += FRAME;
-    }
+    send_until_keyframe(&mut s, a, a_mid, (b, b_mid), Duration::from_secs(2));
     assert!(
         keyframes_of(&s, b, b_mid) > 0,
         "a keyframe reached the subscriber within 2 s"
@@ -415,14 +421,7 @@ fn a_subscriber_that_connects_late_is_held_nothing_and_starts_on_a_fresh_keyfram
     let held = s.counters.drops[DropReason::NotConnected as usize];
     assert!(held >= 90, "nothing is queued for it ({held} dropped)");
     cut.set(false);
-    let start = s.now;
-    let mut answered = 0;
-    while s.now < start + Duration::from_secs(2) && keyframes_of(&s, b, b_mid) == 0 {
-        let key = s.clients[a].keyframe_requests > answered;
-        answered = s.clients[a].keyframe_requests;
-        s.send_video(a, a_mid, key, 1);
-        s.now += FRAME;
-    }
+    send_until_keyframe(&mut s, a, a_mid, (b, b_mid), Duration::from_secs(2));
     assert!(
         s.clients[a].keyframe_requests > 0,
         "a keyframe was asked for when it connected"
