@@ -1,5 +1,6 @@
 //! The SFU: a str0m-based media engine in shard threads, plus the server wiring.
 
+pub mod answer;
 pub mod cert;
 pub mod config;
 pub mod engine;

@@ -66,7 +66,7 @@ impl MediaRoom {
             .as_mut()
             .expect("slot was just filled or found");
         let answer = match peer.rtc.sdp_api().accept_offer(offer) {
-            Ok(a) => a.to_sdp_string(),
+            Ok(a) => crate::answer::candidates_in_every_section(&a.to_sdp_string()),
             Err(e) => {
                 if is_new {
                     self.peers[slot] = None;
