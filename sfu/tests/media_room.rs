@@ -462,3 +462,42 @@ fn a_subscriber_still_waiting_is_not_given_up_after_two_lost_keyframes() {
         s.clients[a].keyframe_requests
     );
 }
+
+#[test]
+fn a_keyframe_request_made_before_the_publisher_connects_is_sent_when_it_connects() {
+    use std::cell::Cell;
+    use std::rc::Rc;
+    let mut s = SimRoom::new();
+    let b = s.add_client();
+    let b_mid = receive_line(&mut s, b, true);
+    s.connect();
+    // The publisher negotiates, but nothing of it reaches the server yet.
+    let a = s.add_client();
+    let cut = Rc::new(Cell::new(true));
+    let gate = cut.clone();
+    s.clients[a].drop_uplink = Some(Box::new(move |_: &[u8]| gate.get()));
+    publish(&mut s, a, T1);
+    resubscribe(&mut s, b, b_mid, Direction::Inactive, vec![]);
+    resubscribe(&mut s, b, b_mid, Direction::RecvOnly, vec![(b_mid, T1)]);
+    s.advance(Duration::from_secs(1));
+    assert_eq!(
+        s.counters.keyframe_requests_sent,
+        [0, 0],
+        "nothing can be sent yet"
+    );
+    cut.set(false);
+    let connected = s.run_until(Duration::from_secs(5), Duration::from_millis(1), |s| {
+        s.room.peers().all(|(_, p)| p.connected)
+    });
+    assert!(connected);
+    let at = s.now;
+    let asked = s.run_until(Duration::from_secs(1), Duration::from_millis(1), |s| {
+        s.clients[a].keyframe_requests > 0
+    });
+    assert!(asked, "the request went out once the publisher connected");
+    assert!(
+        s.now - at <= Duration::from_millis(60),
+        "without waiting for a throttle slot ({:?} after connecting)",
+        s.now - at
+    );
+}
