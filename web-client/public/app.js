@@ -183,7 +183,10 @@ function endMeeting(m, code) {
   for (const key of grid.keys()) if (key !== 'local') grid.remove(key);
   $('meeting').hidden = true;
   $('ended').hidden = false;
+  $('ended-message').dataset.code = code;
   $('ended-message').textContent = t(`error_${code}`) || code;
+  // The end screen says it; the header line would only repeat it (and crowd a phone's header).
+  status('');
   // Opened in another window: this one may take the meeting back (which ends the other).
   $('rejoin-here').hidden = code !== 'replaced';
 }
@@ -263,6 +266,8 @@ $('lang').addEventListener('click', () => {
   localStorage.setItem('lang', next);
   setLang(next);
   refreshControls();
+  const ended = $('ended-message').dataset.code;
+  if (ended) $('ended-message').textContent = t(`error_${ended}`) || ended;
 });
 
 refreshControls();

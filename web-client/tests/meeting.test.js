@@ -82,7 +82,7 @@ test('a link without a token is refused with the documented code, and a viewer o
   const c = await ctx.newPage();
   await c.goto(`${server.url}?room=giao-ban&name=${encodeURIComponent('Không mời')}`);
   await waitFor('refusal shown', () => c.evaluate(() =>
-    document.getElementById('status').textContent.includes('Cần đường dẫn mời có mã truy cập')));
+    document.getElementById('ended-message').textContent.includes('Cần đường dẫn mời có mã truy cập')));
   // It does not keep retrying a refusal.
   await new Promise((r) => setTimeout(r, 1500));
   assert.equal(await c.evaluate(() => window.sfuClient.session.reconnects), 0);
@@ -128,7 +128,7 @@ test('a link without a token is refused with the documented code, and a viewer o
   const vid = await viewer.evaluate(() => window.sfuClient.meeting.participantId);
   await host.click(`.tile[data-key="p-${vid}"] .host-remove`);
   await waitFor('viewer told it was removed', () => viewer.evaluate(() =>
-    document.getElementById('status').textContent.includes('Chủ trì đã mời bạn ra khỏi phòng')));
+    document.getElementById('ended-message').textContent.includes('Chủ trì đã mời bạn ra khỏi phòng')));
   await waitFor('host sees the viewer gone', async () =>
     (await host.locator(`.tile[data-key="p-${vid}"]`).count()) === 0);
   // A participant has no host controls, and the server would refuse them anyway.

@@ -30,14 +30,14 @@ test('opening the same invite again replaces the older page for good', async () 
   await waitFor('Q joined', () => q.evaluate(() => window.sfuClient?.meeting?.participantId != null));
 
   await waitFor('P shows the replaced message', () => p.evaluate(() =>
-    document.getElementById('status').textContent.includes('Bạn đã vào cuộc họp này ở một cửa sổ hoặc thiết bị khác.')), 10000);
+    document.getElementById('ended-message').textContent.includes('Bạn đã vào cuộc họp này ở một cửa sổ hoặc thiết bị khác.')), 10000);
   await new Promise((resolve) => setTimeout(resolve, 3000));
   const pState = await p.evaluate(() => ({
     reconnects: window.sfuClient.session.reconnects,
     timer: window.sfuClient.session.timer,
     ws: window.sfuClient.meeting.sig.ws.readyState,
     tracks: window.sfuClient.session.localStream.getTracks().map((t) => t.readyState),
-    status: document.getElementById('status').textContent,
+    status: document.getElementById('ended-message').textContent,
   }));
   assert.equal(pState.reconnects, 0, 'P does not reconnect');
   assert.equal(pState.timer, null, 'no reconnect scheduled');
