@@ -8,9 +8,7 @@
 mod common;
 
 use common::*;
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -121,31 +119,7 @@ async fn a_panicking_room_is_dropped_alone_and_its_members_can_rejoin() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dead_shard_turns_readyz_503_and_the_process_exits_non_zero() {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_sfu"))
-        .args([
-            "--set",
-            "http.listen=127.0.0.1:0",
-            "--set",
-            "metrics.listen=127.0.0.1:0",
-        ])
-        .args([
-            "--set",
-            "media.udp_port=0",
-            "--set",
-            "auth.allow_tokenless=true",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let http: SocketAddr = loop {
-        let line = lines.next().expect("sfu prints its addresses").unwrap();
-        if let Some(rest) = line.strip_prefix("sfu listening: http ") {
-            break rest.split_whitespace().next().unwrap().parse().unwrap();
-        }
-    };
-    std::thread::spawn(move || for _ in lines.by_ref() {});
+    let (mut child, http) = spawn_sfu(&[]);
     assert_eq!(get(http, "/readyz").await.unwrap().0, 200);
 
     let mut p = TestPeer::connect("p", http).await;

@@ -7,6 +7,8 @@ use sfu::engine::counters::{DropReason, PeerFailure};
 use sfu::engine::testkit::{add_video, is_rtp, nothing, SimRoom, VIDEO_DATAGRAM_MIN};
 use signaling::ids::TrackId;
 use signaling::protocol::MediaKind;
+use std::cell::Cell;
+use std::rc::Rc;
 use std::time::Duration;
 use str0m::media::{Direction, KeyframeRequestKind, Mid};
 
@@ -64,6 +66,14 @@ fn pub_and_sub(s: &mut SimRoom, track: TrackId) -> (usize, Mid, usize, Mid) {
 
 fn keyframes_of(s: &SimRoom, c: usize, mid: Mid) -> usize {
     s.clients[c].on_mid(mid).filter(|g| g.keyframe).count()
+}
+
+/// Everything client `c` sends is lost while the returned switch is on (it starts on).
+fn cut_uplink(s: &mut SimRoom, c: usize) -> Rc<Cell<bool>> {
+    let cut = Rc::new(Cell::new(true));
+    let gate = cut.clone();
+    s.clients[c].drop_uplink = Some(Box::new(move |_: &[u8]| gate.get()));
+    cut
 }
 
 /// Publisher `a` sends a frame every 33 ms, a keyframe when a request has
@@ -346,8 +356,6 @@ fn a_viewer_that_arrives_first_receives_the_host() {
 #[test]
 fn a_subscription_that_stalls_again_moves_to_a_fresh_ssrc_and_asks_for_an_offer() {
     use signaling::media::MediaEvent;
-    use std::cell::Cell;
-    use std::rc::Rc;
     let mut s = SimRoom::new();
     let (a, a_mid, b, b_mid) = pub_and_sub(&mut s, T1);
     s.send_video(a, a_mid, true, 1);
@@ -390,17 +398,13 @@ fn a_subscription_that_stalls_again_moves_to_a_fresh_ssrc_and_asks_for_an_offer(
 
 #[test]
 fn a_subscriber_that_connects_late_is_held_nothing_and_starts_on_a_fresh_keyframe() {
-    use std::cell::Cell;
-    use std::rc::Rc;
     let mut s = SimRoom::new();
     let a = s.add_client();
     let a_mid = publish(&mut s, a, T1);
     s.connect();
     // B subscribes in its first offer, but nothing of B reaches the server for 3 s.
     let b = s.add_client();
-    let cut = Rc::new(Cell::new(true));
-    let gate = cut.clone();
-    s.clients[b].drop_uplink = Some(Box::new(move |_: &[u8]| gate.get()));
+    let cut = cut_uplink(&mut s, b);
     let b_mid = s
         .offer(
             b,
@@ -465,17 +469,13 @@ fn a_subscriber_still_waiting_is_not_given_up_after_two_lost_keyframes() {
 
 #[test]
 fn a_keyframe_request_made_before_the_publisher_connects_is_sent_when_it_connects() {
-    use std::cell::Cell;
-    use std::rc::Rc;
     let mut s = SimRoom::new();
     let b = s.add_client();
     let b_mid = receive_line(&mut s, b, true);
     s.connect();
     // The publisher negotiates, but nothing of it reaches the server yet.
     let a = s.add_client();
-    let cut = Rc::new(Cell::new(true));
-    let gate = cut.clone();
-    s.clients[a].drop_uplink = Some(Box::new(move |_: &[u8]| gate.get()));
+    let cut = cut_uplink(&mut s, a);
     publish(&mut s, a, T1);
     resubscribe(&mut s, b, b_mid, Direction::Inactive, vec![]);
     resubscribe(&mut s, b, b_mid, Direction::RecvOnly, vec![(b_mid, T1)]);

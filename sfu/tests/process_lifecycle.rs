@@ -1,10 +1,12 @@
 //! The `sfu` binary as an operator runs it: `check-config`, and a SIGTERM
 //! that tells connected clients to reconnect and exits 0 within the drain bound.
 
+mod common;
+
+use common::spawn_sfu;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 use tokio_tungstenite::tungstenite::Message;
 
@@ -60,36 +62,7 @@ fn check_config_accepts_the_shipped_configs_and_lists_every_problem() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_tells_clients_and_exits_zero_within_the_drain_bound() {
-    let mut child = Command::new(SFU)
-        .args([
-            "--set",
-            "http.listen=127.0.0.1:0",
-            "--set",
-            "metrics.listen=127.0.0.1:0",
-        ])
-        .args([
-            "--set",
-            "media.udp_port=0",
-            "--set",
-            "shutdown.drain_secs=3",
-        ])
-        .args([
-            "--set",
-            "shutdown.retry_after_ms=1500",
-            "--set",
-            "auth.allow_tokenless=true",
-        ])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let http = loop {
-        let line = lines.next().expect("sfu prints its addresses").unwrap();
-        if let Some(rest) = line.strip_prefix("sfu listening: http ") {
-            break rest.split_whitespace().next().unwrap().to_string();
-        }
-    };
-    std::thread::spawn(move || for _ in lines.by_ref() {});
+    let (mut child, http) = spawn_sfu(&["shutdown.drain_secs=3", "shutdown.retry_after_ms=1500"]);
 
     let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{http}/ws"))
         .await

@@ -85,17 +85,14 @@ pub enum PeerFailure {
     ConnectTimeout,
     /// ICE lost the peer after it had connected.
     IceDisconnected,
-    /// The DTLS session was closed.
-    Closed,
     /// str0m reported an error on the connection.
     RtcError,
 }
 
 impl PeerFailure {
-    pub const ALL: [PeerFailure; 4] = [
+    pub const ALL: [PeerFailure; 3] = [
         PeerFailure::ConnectTimeout,
         PeerFailure::IceDisconnected,
-        PeerFailure::Closed,
         PeerFailure::RtcError,
     ];
 
@@ -103,7 +100,6 @@ impl PeerFailure {
         match self {
             PeerFailure::ConnectTimeout => "connect_timeout",
             PeerFailure::IceDisconnected => "ice_disconnected",
-            PeerFailure::Closed => "closed",
             PeerFailure::RtcError => "rtc_error",
         }
     }

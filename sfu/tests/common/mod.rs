@@ -530,3 +530,32 @@ pub const CAMERA_AND_MIC: &[(MediaKind, &str)] = &[
     (MediaKind::Audio, "microphone"),
     (MediaKind::Video, "camera"),
 ];
+
+/// The `sfu` binary on free loopback ports with tokenless joins and these
+/// extra `--set key=value` overrides; returns it and its HTTP address. Its
+/// stdout is drained in a thread so it never blocks on a full pipe.
+pub fn spawn_sfu(sets: &[&str]) -> (std::process::Child, SocketAddr) {
+    use std::io::{BufRead, BufReader};
+    let mut args = vec![
+        "http.listen=127.0.0.1:0",
+        "metrics.listen=127.0.0.1:0",
+        "media.udp_port=0",
+        "auth.allow_tokenless=true",
+    ];
+    args.extend_from_slice(sets);
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_sfu"))
+        .args(args.iter().flat_map(|a| ["--set", a]))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let http = loop {
+        let line = lines.next().expect("sfu prints its addresses").unwrap();
+        if let Some(rest) = line.strip_prefix("sfu listening: http ") {
+            break rest.split_whitespace().next().unwrap().parse().unwrap();
+        }
+    };
+    std::thread::spawn(move || for _ in lines.by_ref() {});
+    (child, http)
+}

@@ -167,7 +167,7 @@ impl MediaRoom {
         t.host_muted = muted;
         if !muted && t.kind == MediaKind::Video {
             // Subscribers have seen nothing for a while: start them on a keyframe.
-            for r in t.subscribers.clone() {
+            for r in &t.subscribers {
                 if let Some(dt) = self.peers[r.peer]
                     .as_mut()
                     .and_then(|p| p.downtracks[r.slot].as_mut())
