@@ -3,6 +3,7 @@
 import { setLang, getLang, t } from './i18n.js';
 import { Meeting } from './meeting.js';
 import { Grid } from './grid.js';
+import { qualityForHeight } from './layers.js';
 
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
@@ -35,6 +36,20 @@ function refreshControls() {
 function remoteKey(r) {
   return r.info.source === 'screen' ? `screen-${r.info.track_id}` : `p-${r.participantId}`;
 }
+
+// Tell the server how the video tracks of one tile are shown: paused when the
+// tile is off screen, hidden or on a hidden page; the layer by its height.
+// There is no pinned (speaker) tile; a screen share has first claim anyway.
+function syncView(key) {
+  const view = grid.view(key);
+  if (!meeting || !view) return;
+  for (const [trackId, r] of meeting.remote) {
+    if (r.info.kind === 'video' && remoteKey(r) === key) {
+      meeting.setView(trackId, { paused: !view.visible, quality: qualityForHeight(view.height), pinned: false });
+    }
+  }
+}
+grid.onView = syncView;
 
 function applyRemoteFlags(participantId) {
   const p = meeting.participants.get(participantId);
@@ -86,7 +101,8 @@ async function join(room, name, token = null) {
   let localStream = null;
   if (!receiveOnlyToken(token)) {
     try {
-      localStream = await navigator.mediaDevices.getUserMedia({ audio: true, video: { width: 1280, height: 720 } });
+      // 1280x720: Chromium sends fewer simulcast layers for a smaller picture.
+      localStream = await navigator.mediaDevices.getUserMedia({ audio: true, video: { width: { ideal: 1280 }, height: { ideal: 720 } } });
     } catch (e) {
       status(t('noMedia', { err: e.name }));
     }
@@ -105,6 +121,7 @@ function startMeeting() {
   meeting = new Meeting({ room, name, token, localStream });
   const current = meeting;
   window.sfuClient = { meeting, grid, session };
+  $('downlink').hidden = true;
   let retryAfter = null;
   meeting.addEventListener('joined', () => {
     session.attempt = 0;
@@ -138,6 +155,7 @@ function startMeeting() {
     if (r.info.source === 'screen') grid.tile(remoteKey(r), t('screenOf', { name: owner?.name ?? '' }), { screen: true });
     grid.setTrack(remoteKey(r), r.transceiver.receiver.track);
     applyRemoteFlags(r.participantId);
+    syncView(remoteKey(r));
   });
   meeting.addEventListener('remote-removed', (e) => {
     const r = e.detail;
@@ -145,6 +163,7 @@ function startMeeting() {
     applyRemoteFlags(r.participantId);
   });
   meeting.addEventListener('remote-changed', (e) => applyRemoteFlags(e.detail.participantId));
+  meeting.addEventListener('downlink', (e) => { $('downlink').hidden = !e.detail.starved; });
   meeting.addEventListener('muted-by-host', () => { refreshControls(); status(t('mutedByHost')); });
   meeting.addEventListener('server-error', (e) => {
     status(t(`error_${e.detail.code}`) || e.detail.message);

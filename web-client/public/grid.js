@@ -1,5 +1,7 @@
 // The participant grid: one tile per remote participant's camera (with their
-// microphone), one per screen share, and the local preview.
+// microphone), one per screen share, and the local preview. It watches how each
+// remote tile is shown (size, in view, page visible) and calls `onView(key)`
+// when that changes.
 import { t } from './i18n.js';
 
 export class Grid {
@@ -7,6 +9,28 @@ export class Grid {
     this.el = el;
     this.tiles = new Map(); // key -> tile element
     this.onFirstFrame = onFirstFrame;
+    this.onView = null;
+    this.shown = new Map(); // remote tile key -> { height, intersecting } (null until observed)
+    const seen = (entries, update) => {
+      for (const e of entries) {
+        const key = e.target.dataset.key;
+        const s = this.shown.get(key);
+        if (!s || this.tiles.get(key) !== e.target) continue;
+        update(s, e);
+        this.onView?.(key);
+      }
+    };
+    this.resizes = new ResizeObserver((entries) => seen(entries, (s, e) => { s.height = e.contentRect.height; }));
+    this.intersections = new IntersectionObserver((entries) => seen(entries, (s, e) => { s.intersecting = e.isIntersecting; }));
+    document.addEventListener('visibilitychange', () => { for (const key of this.shown.keys()) this.onView?.(key); });
+  }
+
+  // How a remote tile is shown, or null before the observers have reported:
+  // visible means on screen, not hidden, on a page the user is looking at.
+  view(key) {
+    const s = this.shown.get(key);
+    if (!s || s.height === null || s.intersecting === null) return null;
+    return { height: s.height, visible: s.intersecting && s.height > 0 && document.visibilityState !== 'hidden' };
   }
 
   tile(key, label, { screen = false, local = false } = {}) {
@@ -38,6 +62,11 @@ export class Grid {
     tile.append(video, audio, lab);
     this.el.append(tile);
     this.tiles.set(key, tile);
+    if (!local) {
+      this.shown.set(key, { height: null, intersecting: null });
+      this.resizes.observe(tile);
+      this.intersections.observe(tile);
+    }
     if (!local && 'requestVideoFrameCallback' in video) {
       video.requestVideoFrameCallback(() => this.onFirstFrame?.(key));
     }
@@ -82,8 +111,14 @@ export class Grid {
   }
 
   remove(key) {
-    this.tiles.get(key)?.remove();
+    const tile = this.tiles.get(key);
+    if (tile) {
+      this.resizes.unobserve(tile);
+      this.intersections.unobserve(tile);
+      tile.remove();
+    }
     this.tiles.delete(key);
+    this.shown.delete(key);
   }
 
   clear() {

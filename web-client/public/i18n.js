@@ -61,6 +61,7 @@ export const STRINGS = {
     error_replaced: 'Bạn đã vào cuộc họp này ở một cửa sổ hoặc thiết bị khác.',
     restarting: 'Máy chủ đang khởi động lại, đang kết nối lại…',
     reconnecting: 'Mất kết nối, đang kết nối lại (lần {n})…',
+    downlinkStarved: 'Đường truyền yếu: tạm dừng video',
     language: 'English',
   },
   en: {
@@ -124,6 +125,7 @@ export const STRINGS = {
     error_replaced: 'You joined this meeting from another window or device.',
     restarting: 'Server restarting, reconnecting…',
     reconnecting: 'Connection lost, reconnecting (attempt {n})…',
+    downlinkStarved: 'Weak connection: video paused',
     language: 'Tiếng Việt',
   },
 };

@@ -2,6 +2,7 @@
 // state of who publishes what. The client is always the SDP offerer; each
 // offer lists every m-line it publishes on and every m-line it receives on.
 import { Signaling, signalingUrl, PROTOCOL_VERSION } from './signaling.js';
+import { sendEncodings, setActiveLayers, SubscriptionUpdates } from './layers.js';
 
 export class Meeting extends EventTarget {
   constructor({ room, name, token = null, localStream }) {
@@ -12,13 +13,16 @@ export class Meeting extends EventTarget {
     this.participantId = null;
     this.participants = new Map(); // id -> { name, tracks: Map(trackId -> info) }
     this.remote = new Map();       // trackId -> { participantId, info, transceiver }
-    this.local = new Map();        // source -> { transceiver, track, muted }
+    this.local = new Map();        // source -> { transceiver, track, muted, trackId, activeLayers }
+    this.layers = [];              // joined.simulcast.layers: how to encode the camera
     this.negotiating = false;
     this.renegotiate = false;
     this.metrics = { wsOpenAt: null, joinedAt: null, firstRemoteFrameAt: null };
     this.pc = new RTCPeerConnection({ bundlePolicy: 'max-bundle', rtcpMuxPolicy: 'require' });
     this.pc.addEventListener('connectionstatechange', () => this.emit('connection', this.pc.connectionState));
     this.sig = new Signaling(signalingUrl());
+    this.views = new SubscriptionUpdates((msg) => this.sig.send(msg));
+    this.offeredSubscribe = [];    // track ids in the offer awaiting its answer
     this.sig.addEventListener('open', () => {
       this.metrics.wsOpenAt = performance.now();
       const join = { type: 'join', v: PROTOCOL_VERSION, room, name };
@@ -39,6 +43,10 @@ export class Meeting extends EventTarget {
         this.metrics.joinedAt = performance.now();
         this.participantId = msg.participant_id;
         this.role = msg.role;
+        // A server without `simulcast` predates layers and subscription updates
+        // (it would refuse `update_subscription`): one layer, no updates.
+        this.layers = Array.isArray(msg.simulcast?.layers) ? msg.simulcast.layers : [];
+        this.views.enabled = msg.simulcast !== undefined;
         for (const p of msg.participants) this.addParticipant(p);
         // A viewer's invite allows receiving only; the server would refuse a publish.
         if (this.role !== 'viewer') this.publishInitial();
@@ -96,6 +104,14 @@ export class Meeting extends EventTarget {
       case 'shutdown':
         this.emit('shutdown', msg);
         break;
+      case 'publish_layers':
+        this.onPublishLayers(msg);
+        break;
+      // The server paused our video for a starved downlink (or resumed it).
+      case 'downlink':
+        this.emit('downlink', msg);
+        break;
+      // Anything else is from a newer server: ignored.
     }
   }
 
@@ -131,10 +147,35 @@ export class Meeting extends EventTarget {
     if (video) this.addLocal('camera', video);
   }
 
+  // The camera goes out as simulcast when the server gave layers; a screen
+  // share and the microphone as one encoding.
   addLocal(source, track) {
-    const transceiver = this.pc.addTransceiver(track, { direction: 'sendonly', streams: [] });
+    const init = { direction: 'sendonly', streams: [] };
+    const encodings = source === 'camera' ? sendEncodings(this.layers) : null;
+    let transceiver = null;
+    if (encodings) {
+      try { transceiver = this.pc.addTransceiver(track, { ...init, sendEncodings: encodings }); } catch { /* one layer, below */ }
+    }
+    transceiver ??= this.pc.addTransceiver(track, init);
     this.local.set(source, { transceiver, track, muted: !track.enabled });
     return transceiver;
+  }
+
+  // `publish_layers`: switch encodings of one of our tracks on or off. Changes
+  // to one sender are applied in order, each on the parameters the last left.
+  onPublishLayers(msg) {
+    const l = [...this.local.values()].find((x) => x.trackId !== undefined && x.trackId === msg.track_id);
+    if (!l || !Array.isArray(msg.active)) return;
+    l.activeLayers = msg.active;
+    const sender = l.transceiver.sender;
+    l.layerChange = (l.layerChange ?? Promise.resolve())
+      .then(() => setActiveLayers(sender, this.layers, msg.active))
+      .catch((e) => console.warn('publish_layers not applied:', e));
+  }
+
+  // How the page shows a subscribed video track: { paused, quality, pinned }.
+  setView(trackId, view) {
+    if (this.remote.get(trackId)?.info.kind === 'video') this.views.want(trackId, view);
   }
 
   subscribe(participantId, info) {
@@ -155,6 +196,7 @@ export class Meeting extends EventTarget {
     const r = this.remote.get(trackId);
     if (!r) return;
     this.remote.delete(trackId);
+    this.views.forget(trackId);
     r.transceiver.direction = 'inactive';
     this.emit('remote-removed', r);
   }
@@ -184,6 +226,7 @@ export class Meeting extends EventTarget {
       for (const [trackId, r] of this.remote) {
         if (r.transceiver.mid) subscribe.push({ mid: r.transceiver.mid, track_id: trackId });
       }
+      this.offeredSubscribe = subscribe.map((s) => s.track_id);
       this.sig.send({ type: 'offer', sdp: this.pc.localDescription.sdp, publish, subscribe });
     } catch (e) {
       this.negotiating = false;
@@ -197,6 +240,8 @@ export class Meeting extends EventTarget {
     }
     try {
       await this.pc.setRemoteDescription({ type: 'answer', sdp: msg.sdp });
+      // Those subscriptions exist now: their updates may go out.
+      this.views.subscribed(this.offeredSubscribe.filter((id) => this.remote.get(id)?.info.kind === 'video'));
     } catch (e) {
       // Back to the last agreed state, or every later offer would fail too.
       try { await this.pc.setLocalDescription({ type: 'rollback' }); } catch { /* already stable */ }
@@ -261,6 +306,7 @@ export class Meeting extends EventTarget {
   // Drop the connection but keep the local camera and microphone, for a reconnect.
   close() {
     this.closedByUs = true;
+    this.views.stop();
     this.sig.close();
     this.pc.close();
   }

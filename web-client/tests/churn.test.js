@@ -37,7 +37,8 @@ function cameraMid(page, participantId) {
 }
 
 test('a camera on a reused receive m-line is decoded at once', async () => {
-  const ctx = await browser.newContext({ viewport: { width: 320, height: 240 } });
+  // Wide enough for the remote tile to be in view: an off-screen tile is paused.
+  const ctx = await browser.newContext({ viewport: { width: 640, height: 360 } });
   const a = await ctx.newPage();
   a.on('pageerror', (e) => console.error('page A error:', e));
   // The last server messages A received, for a failure's report.

@@ -68,7 +68,7 @@ export async function inbound(page) {
     const out = [];
     (await pc.getStats()).forEach((s) => {
       if (s.type === 'inbound-rtp') {
-        out.push({ kind: s.kind, mid: s.mid, ssrc: s.ssrc, framesDecoded: s.framesDecoded ?? 0, packetsReceived: s.packetsReceived ?? 0, totalAudioEnergy: s.totalAudioEnergy ?? 0 });
+        out.push({ kind: s.kind, mid: s.mid, ssrc: s.ssrc, framesDecoded: s.framesDecoded ?? 0, packetsReceived: s.packetsReceived ?? 0, bytesReceived: s.bytesReceived ?? 0, totalAudioEnergy: s.totalAudioEnergy ?? 0 });
       }
     });
     return out;

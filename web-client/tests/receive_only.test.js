@@ -44,7 +44,8 @@ async function decodingVideo(page) {
 }
 
 test('a viewer and a participant without media arrive first and still receive the host', async () => {
-  const ctx = await browser.newContext({ viewport: { width: 480, height: 360 } });
+  // Wide enough for the remote tile to be in view: an off-screen tile is paused.
+  const ctx = await browser.newContext({ viewport: { width: 640, height: 360 } });
   const viewer = await ctx.newPage();
   const blocked = await ctx.newPage();
   await viewer.addInitScript(gumProbe, { block: false });

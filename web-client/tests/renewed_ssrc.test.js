@@ -14,7 +14,8 @@ test('a subscription moved to a fresh SSRC keeps playing after the renegotiation
   const server = await startServer('', { bin });
   const browser = await launchBrowser();
   after(async () => { await browser.close(); server.stop(); });
-  const ctx = await browser.newContext({ viewport: { width: 320, height: 240 } });
+  // Wide enough for the remote tile to be in view: an off-screen tile is paused.
+  const ctx = await browser.newContext({ viewport: { width: 640, height: 360 } });
   const a = await ctx.newPage();
   const b = await ctx.newPage();
   const errors = [];
