@@ -20,6 +20,7 @@ pub struct Config {
     pub signaling: SignalingConfig,
     pub auth: AuthConfig,
     pub limits: LimitsConfig,
+    pub simulcast: signaling::protocol::SimulcastSettings,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -89,6 +90,8 @@ pub struct MediaConfig {
     pub shards: usize,
     /// A participant whose ICE and DTLS have not completed by then is removed.
     pub connect_timeout_secs: u64,
+    /// Below this downlink estimate a subscriber keeps audio and one video.
+    pub starved_below_kbps: u64,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -234,6 +237,22 @@ impl Config {
         }
         if self.shutdown.drain_secs > 300 {
             problems.push("shutdown.drain_secs must be at most 300".to_string());
+        }
+        let layers = &self.simulcast.layers;
+        let mut qualities: Vec<_> = layers.iter().map(|l| l.quality).collect();
+        qualities.dedup();
+        if layers.len() > 3
+            || qualities.len() != layers.len()
+            || !qualities.windows(2).all(|w| w[0] < w[1])
+            || layers.iter().any(|l| {
+                l.rid.is_empty()
+                    || l.rid.len() > 16
+                    || !l.rid.chars().all(|c| c.is_ascii_alphanumeric())
+                    || l.scale_down == 0
+                    || l.max_kbps == 0
+            })
+        {
+            problems.push("simulcast.layers: at most one each of low, mid, high, lowest first, with alphanumeric rids (1-16 chars), scale_down and max_kbps of at least 1".to_string());
         }
         if self.signaling.max_participants_per_room == 0 {
             problems.push("signaling.max_participants_per_room must be at least 1".to_string());

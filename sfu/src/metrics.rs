@@ -16,6 +16,7 @@ use axum::Router;
 use prometheus::{
     Counter, CounterVec, Encoder, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
 };
+use signaling::protocol::Quality;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex};
 
@@ -46,6 +47,9 @@ pub struct Metrics {
     room_faults: IntCounterVec,
     stalls: IntCounterVec,
     stalled: IntGauge,
+    layer_switches: IntCounterVec,
+    layer_bytes: IntCounterVec,
+    paused: IntGauge,
     shard_cpu: CounterVec,
     shard_busy: CounterVec,
     /// The process collector counts CPU in whole seconds; this one is exact.
@@ -226,6 +230,26 @@ impl Metrics {
                 )
                 .expect("valid metric"),
             ),
+            layer_switches: counter(
+                r,
+                "sfu_layer_switches_total",
+                "Simulcast layer switches made on a keyframe, by direction",
+                &["shard", "direction"],
+            ),
+            layer_bytes: counter(
+                r,
+                "sfu_forwarded_video_bytes_total",
+                "Video payload bytes forwarded, by simulcast layer (a single-layer track counts as high)",
+                &["shard", "layer"],
+            ),
+            paused: register(
+                r,
+                IntGauge::new(
+                    "sfu_paused_subscriptions",
+                    "Video subscriptions paused now: by the client, the host or a starved downlink (recounted every second)",
+                )
+                .expect("valid metric"),
+            ),
             shard_cpu: seconds(
                 r,
                 "sfu_shard_cpu_seconds_total",
@@ -257,7 +281,7 @@ impl Metrics {
     fn refresh(&self) {
         let _one_at_a_time = self.refresh.lock().unwrap_or_else(|e| e.into_inner());
         let (mut rooms, mut participants, mut tracks, mut subscriptions) = (0, 0, 0, 0);
-        let mut stalled = 0;
+        let (mut stalled, mut paused) = (0, 0);
         for (i, s) in self.engine.shard_stats().iter().enumerate() {
             let shard = i.to_string();
             let sh = shard.as_str();
@@ -321,6 +345,19 @@ impl Metrics {
             raise(&self.room_faults.with_label_values(&[sh]), c.room_faults);
             raise(&self.stalls.with_label_values(&[sh]), c.stalls);
             stalled += c.stalled_subscriptions;
+            paused += c.paused_subscriptions;
+            for (i, dir) in ["down", "up"].iter().enumerate() {
+                raise(
+                    &self.layer_switches.with_label_values(&[sh, dir]),
+                    c.layer_switches[i],
+                );
+            }
+            for q in Quality::ALL {
+                raise(
+                    &self.layer_bytes.with_label_values(&[sh, q.as_str()]),
+                    c.forwarded_video_bytes[q.index()],
+                );
+            }
             raise_f(
                 &self.shard_busy.with_label_values(&[sh]),
                 s.busy_ns.load(Relaxed) as f64 / 1e9,
@@ -336,6 +373,7 @@ impl Metrics {
         self.tracks.set(tracks as i64);
         self.subscriptions.set(subscriptions as i64);
         self.stalled.set(stalled as i64);
+        self.paused.set(paused as i64);
     }
 
     /// The text exposition of every metric, freshly refreshed.

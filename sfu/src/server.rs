@@ -84,6 +84,7 @@ pub async fn start(config: &Config) -> anyhow::Result<RunningServer> {
             ping_interval,
             max_tracks_per_participant: config.limits.max_tracks_per_participant,
             max_sdp_bytes: config.limits.max_sdp_bytes,
+            simulcast: config.simulcast.clone(),
         },
         config.limits.max_rooms,
         signaling_metrics.clone(),

@@ -39,6 +39,7 @@ async fn negotiate(engine: &Engine, deadline: Instant) -> Result<String, MediaEr
                 track_id: TrackId(70),
                 kind: Kind::Video,
                 host_muted: false,
+                screen: false,
             }],
             subscribe: vec![],
             may_publish: true,

@@ -6,7 +6,7 @@
 //! room that owns the participant, through that room's bounded inbox.
 
 use crate::ids::{ParticipantId, RoomId, TrackId};
-use crate::protocol::MediaKind;
+use crate::protocol::{MediaKind, Quality};
 use tokio::sync::{mpsc, oneshot};
 
 /// An m-line the participant publishes on, with the id signaling gave it.
@@ -17,6 +17,8 @@ pub struct Publication {
     pub kind: MediaKind,
     /// The host muted it: the engine forwards none of its packets.
     pub host_muted: bool,
+    /// A screen share: first claim on every subscriber's bandwidth.
+    pub screen: bool,
 }
 
 /// An m-line the participant receives a track on.
@@ -24,6 +26,26 @@ pub struct Publication {
 pub struct Subscription {
     pub mid: String,
     pub track_id: TrackId,
+}
+
+/// How a subscriber wants one track.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SubscriptionPrefs {
+    pub paused: bool,
+    /// The best layer worth sending.
+    pub quality: Quality,
+    /// First claim on the subscriber's bandwidth.
+    pub pinned: bool,
+}
+
+impl Default for SubscriptionPrefs {
+    fn default() -> Self {
+        Self {
+            paused: false,
+            quality: Quality::High,
+            pinned: false,
+        }
+    }
 }
 
 /// Why the engine refused a command.
@@ -77,6 +99,15 @@ pub enum MediaCommand {
         track: TrackId,
         muted: bool,
     },
+    /// How the subscriber shows one of its subscribed tracks (see
+    /// `ClientMessage::UpdateSubscription`). Kept per subscriber and track,
+    /// across renegotiations.
+    UpdateSubscription {
+        room: RoomId,
+        participant: ParticipantId,
+        track: TrackId,
+        prefs: SubscriptionPrefs,
+    },
     /// Free everything the participant had in the engine.
     RemoveParticipant {
         room: RoomId,
@@ -95,6 +126,18 @@ pub enum MediaEvent {
     /// The engine changed something the client must learn through a new offer
     /// and answer (a stalled subscription's fresh SSRC).
     RenegotiationNeeded { participant: ParticipantId },
+    /// Dynacast: the layers of a published track some subscriber needs changed.
+    PublishLayers {
+        participant: ParticipantId,
+        track: TrackId,
+        active: Vec<Quality>,
+    },
+    /// A subscriber's downlink estimate crossed the starvation threshold.
+    Downlink {
+        participant: ParticipantId,
+        starved: bool,
+        estimate_kbps: u64,
+    },
 }
 
 /// The media engine as signaling sees it.

@@ -78,6 +78,49 @@ pub struct PublishedEntry {
     pub track_id: TrackId,
 }
 
+/// A simulcast layer, lowest first. The wire names are `low`, `mid`, `high`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Quality {
+    Low,
+    Mid,
+    High,
+}
+
+impl Quality {
+    pub const ALL: [Quality; 3] = [Quality::Low, Quality::Mid, Quality::High];
+
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Quality::Low => "low",
+            Quality::Mid => "mid",
+            Quality::High => "high",
+        }
+    }
+}
+
+/// One encoding of a simulcast camera, as `joined.simulcast` tells the client to publish it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SimulcastLayer {
+    pub rid: String,
+    pub quality: Quality,
+    /// The picture is scaled down by this factor (1 = full size).
+    pub scale_down: u32,
+    pub max_kbps: u32,
+}
+
+/// How a client publishes its camera. No layers: one encoding.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SimulcastSettings {
+    pub layers: Vec<SimulcastLayer>,
+}
+
 /// What a host can do to another participant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -89,6 +132,10 @@ pub enum ModerateAction {
     Allow,
     /// Remove them from the room.
     Remove,
+}
+
+fn high() -> Quality {
+    Quality::High
 }
 
 /// Client to server.
@@ -123,6 +170,17 @@ pub enum ClientMessage {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         source: Option<TrackSource>,
     },
+    /// How the client shows a subscribed track: paused, the best layer worth
+    /// sending for its size, and whether it has first claim on bandwidth.
+    UpdateSubscription {
+        track_id: TrackId,
+        #[serde(default)]
+        paused: bool,
+        #[serde(default = "high")]
+        quality: Quality,
+        #[serde(default)]
+        pinned: bool,
+    },
     /// Answer to the server's `ping`.
     Pong {},
     /// Leave the room; the server closes the connection after this.
@@ -141,6 +199,9 @@ pub enum ServerMessage {
         ping_interval_ms: u64,
         /// `host`, `participant` or `viewer`: what this participant may do.
         role: String,
+        /// How to publish a camera.
+        #[serde(default)]
+        simulcast: SimulcastSettings,
     },
     ParticipantJoined {
         participant: ParticipantInfo,
@@ -166,6 +227,18 @@ pub enum ServerMessage {
         published: Vec<PublishedEntry>,
     },
     Ping {},
+    /// Dynacast: encode only these layers of this (own) track; the others
+    /// have no subscriber that needs them.
+    PublishLayers {
+        track_id: TrackId,
+        active: Vec<Quality>,
+    },
+    /// This subscriber's downlink estimate crossed the starvation threshold:
+    /// while starved, the server pauses all but one video.
+    Downlink {
+        starved: bool,
+        estimate_kbps: u64,
+    },
     /// The server needs a fresh offer from this client (it moved a stalled
     /// subscription to a new SSRC). The client answers with an `offer` as for
     /// any other change.
@@ -344,6 +417,7 @@ impl ClientMessage {
             ClientMessage::Offer { .. } => "offer",
             ClientMessage::Mute { .. } => "mute",
             ClientMessage::Moderate { .. } => "moderate",
+            ClientMessage::UpdateSubscription { .. } => "update_subscription",
             ClientMessage::Pong {} => "pong",
             ClientMessage::Leave {} => "leave",
         }

@@ -8,11 +8,13 @@
 
 use crate::auth::Grant;
 use crate::ids::{IdSource, ParticipantId, RoomId, TrackId};
-use crate::media::{MediaCommand, MediaError, MediaEvent, MediaPlane, Publication, Subscription};
+use crate::media::{
+    MediaCommand, MediaError, MediaEvent, MediaPlane, Publication, Subscription, SubscriptionPrefs,
+};
 use crate::protocol::ModerateAction;
 use crate::protocol::{
     ErrorCode, ParticipantInfo, ProtocolError, PublishEntry, PublishedEntry, ServerMessage,
-    SubscribeEntry, TrackInfo, TrackSource, PROTOCOL_VERSION,
+    SimulcastSettings, SubscribeEntry, TrackInfo, TrackSource, PROTOCOL_VERSION,
 };
 use crate::telemetry::SignalingMetrics;
 use std::collections::BTreeMap;
@@ -62,6 +64,11 @@ pub enum RoomCommand {
     Leave {
         participant: ParticipantId,
     },
+    UpdateSubscription {
+        participant: ParticipantId,
+        track: TrackId,
+        prefs: SubscriptionPrefs,
+    },
     Moderate {
         by: ParticipantId,
         action: ModerateAction,
@@ -84,6 +91,8 @@ pub struct RoomLimits {
     pub ping_interval: Duration,
     pub max_tracks_per_participant: usize,
     pub max_sdp_bytes: usize,
+    /// How clients publish their cameras (`joined.simulcast`).
+    pub simulcast: SimulcastSettings,
 }
 
 #[derive(Debug, Clone)]
@@ -189,6 +198,23 @@ impl Room {
                 muted,
             } => self.mute(participant, source, muted),
             RoomCommand::Leave { participant } => self.leave(participant),
+            RoomCommand::UpdateSubscription {
+                participant,
+                track,
+                prefs,
+            } => {
+                let cmd = MediaCommand::UpdateSubscription {
+                    room: self.id,
+                    participant,
+                    track,
+                    prefs,
+                };
+                // Losing one only delays the layer change: the client sends
+                // its next change, and an overloaded engine has other priorities.
+                if let Err(e) = self.media.submit(cmd) {
+                    debug!(room = %self.id, %participant, error = %e, "subscription update not queued");
+                }
+            }
             RoomCommand::Moderate {
                 by,
                 action,
@@ -211,6 +237,32 @@ impl Room {
             }
             RoomCommand::Media(MediaEvent::RenegotiationNeeded { participant }) => {
                 self.send(participant, ServerMessage::Renegotiate {});
+            }
+            RoomCommand::Media(MediaEvent::PublishLayers {
+                participant,
+                track,
+                active,
+            }) => {
+                self.send(
+                    participant,
+                    ServerMessage::PublishLayers {
+                        track_id: track,
+                        active,
+                    },
+                );
+            }
+            RoomCommand::Media(MediaEvent::Downlink {
+                participant,
+                starved,
+                estimate_kbps,
+            }) => {
+                self.send(
+                    participant,
+                    ServerMessage::Downlink {
+                        starved,
+                        estimate_kbps,
+                    },
+                );
             }
             RoomCommand::Media(MediaEvent::Failed { participant }) => {
                 if let Some(m) = self.members.get(&participant) {
@@ -285,6 +337,7 @@ impl Room {
             participants: self.members.iter().map(|(pid, m)| m.info(*pid)).collect(),
             ping_interval_ms: self.limits.ping_interval.as_millis() as u64,
             role: member.grant.role.as_str().to_string(),
+            simulcast: self.limits.simulcast.clone(),
         };
         let announce = ServerMessage::ParticipantJoined {
             participant: member.info(id),
@@ -368,6 +421,7 @@ impl Room {
                         track_id: t.info.track_id,
                         kind: t.info.kind,
                         host_muted: member.host_muted.contains(&t.info.source),
+                        screen: t.info.source == TrackSource::Screen,
                     })
                     .collect(),
                 subscribe: subs,

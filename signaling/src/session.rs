@@ -3,6 +3,7 @@
 
 use crate::auth::{Auth, Grant};
 use crate::ids::ParticipantId;
+use crate::media::SubscriptionPrefs;
 use crate::protocol::{
     validate_name_max, validate_room, ClientMessage, ErrorCode, ProtocolError, ServerMessage,
     PROTOCOL_VERSION,
@@ -339,6 +340,20 @@ async fn handle_text(
             participant,
             source,
             muted,
+        },
+        ClientMessage::UpdateSubscription {
+            track_id,
+            paused,
+            quality,
+            pinned,
+        } => RoomCommand::UpdateSubscription {
+            participant,
+            track: track_id,
+            prefs: SubscriptionPrefs {
+                paused,
+                quality,
+                pinned,
+            },
         },
         ClientMessage::Moderate {
             action,

@@ -16,8 +16,15 @@ pub struct SignalingMetrics {
 }
 
 /// Label values for client messages: the protocol's types plus `invalid`.
-pub const MESSAGE_TYPES: [&str; 7] = [
-    "join", "offer", "mute", "moderate", "pong", "leave", "invalid",
+pub const MESSAGE_TYPES: [&str; 8] = [
+    "join",
+    "offer",
+    "mute",
+    "moderate",
+    "update_subscription",
+    "pong",
+    "leave",
+    "invalid",
 ];
 
 impl SignalingMetrics {

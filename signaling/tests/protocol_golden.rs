@@ -93,6 +93,15 @@ fn client_messages() {
             muted: true,
         },
     );
+    check(
+        "client_update_subscription",
+        &ClientMessage::UpdateSubscription {
+            track_id: TrackId(12),
+            paused: false,
+            quality: Quality::Mid,
+            pinned: true,
+        },
+    );
     check("client_pong", &ClientMessage::Pong {});
     check("client_leave", &ClientMessage::Leave {});
 }
@@ -108,6 +117,36 @@ fn server_messages() {
             participants: vec![participant()],
             ping_interval_ms: 10_000,
             role: "host".into(),
+            simulcast: SimulcastSettings {
+                layers: vec![
+                    SimulcastLayer {
+                        rid: "q".into(),
+                        quality: Quality::Low,
+                        scale_down: 4,
+                        max_kbps: 150,
+                    },
+                    SimulcastLayer {
+                        rid: "f".into(),
+                        quality: Quality::High,
+                        scale_down: 1,
+                        max_kbps: 1500,
+                    },
+                ],
+            },
+        },
+    );
+    check(
+        "server_publish_layers",
+        &ServerMessage::PublishLayers {
+            track_id: TrackId(9),
+            active: vec![Quality::Low, Quality::Mid],
+        },
+    );
+    check(
+        "server_downlink",
+        &ServerMessage::Downlink {
+            starved: true,
+            estimate_kbps: 120,
         },
     );
     check(
@@ -208,4 +247,21 @@ fn names_and_rooms_are_validated() {
             "{bad:?}"
         );
     }
+}
+
+#[test]
+fn update_subscription_defaults_to_unpaused_high_unpinned() {
+    let m = ClientMessage::parse(r#"{"type":"update_subscription","track_id":3}"#).unwrap();
+    assert_eq!(
+        m,
+        ClientMessage::UpdateSubscription {
+            track_id: TrackId(3),
+            paused: false,
+            quality: Quality::High,
+            pinned: false,
+        }
+    );
+    let bad =
+        ClientMessage::parse(r#"{"type":"update_subscription","track_id":3,"quality":"ultra"}"#);
+    assert_eq!(bad.unwrap_err().code, ErrorCode::BadMessage);
 }

@@ -52,6 +52,19 @@ impl MediaPlane for ScriptedMedia {
                     .unwrap()
                     .push(format!("host_mute {} {muted}", track.0));
             }
+            MediaCommand::UpdateSubscription {
+                participant,
+                track,
+                prefs,
+                ..
+            } => {
+                self.log.lock().unwrap().push(format!(
+                    "update {participant} {} paused={} {}",
+                    track.0,
+                    prefs.paused,
+                    prefs.quality.as_str()
+                ));
+            }
             MediaCommand::OpenRoom { .. } | MediaCommand::CloseRoom { .. } => {}
         }
         Ok(())
@@ -84,6 +97,7 @@ fn room(max: usize) -> (Room, Arc<ScriptedMedia>) {
         ping_interval: Duration::from_secs(10),
         max_tracks_per_participant: 4,
         max_sdp_bytes: 65_536,
+        simulcast: SimulcastSettings::default(),
     };
     (
         Room::new(
@@ -556,4 +570,57 @@ async fn the_host_mutes_for_real_and_removes_for_good() {
     assert!(closed);
     let again = join_as(&mut room, "Site", Role::Participant).await;
     assert_eq!(again.err().map(|e| e.code), Some(ErrorCode::Removed));
+}
+
+#[tokio::test]
+async fn layer_messages_pass_between_clients_and_the_engine() {
+    let (mut room, media) = room(10);
+    let mut a = join(&mut room, "A").await.unwrap();
+    let mut b = join(&mut room, "B").await.unwrap();
+    room.handle(RoomCommand::UpdateSubscription {
+        participant: b.id,
+        track: TrackId(9),
+        prefs: signaling::media::SubscriptionPrefs {
+            paused: true,
+            quality: Quality::Low,
+            pinned: false,
+        },
+    })
+    .await;
+    let log = media.log.lock().unwrap().clone();
+    assert!(
+        log.contains(&format!("update {} 9 paused=true low", b.id)),
+        "{log:?}"
+    );
+    drain(&mut a);
+    drain(&mut b);
+    room.handle(RoomCommand::Media(
+        signaling::media::MediaEvent::PublishLayers {
+            participant: a.id,
+            track: TrackId(9),
+            active: vec![Quality::Low],
+        },
+    ))
+    .await;
+    room.handle(RoomCommand::Media(signaling::media::MediaEvent::Downlink {
+        participant: b.id,
+        starved: true,
+        estimate_kbps: 90,
+    }))
+    .await;
+    assert_eq!(
+        drain(&mut a),
+        vec![ServerMessage::PublishLayers {
+            track_id: TrackId(9),
+            active: vec![Quality::Low]
+        }],
+        "only the publisher hears about its layers"
+    );
+    assert_eq!(
+        drain(&mut b),
+        vec![ServerMessage::Downlink {
+            starved: true,
+            estimate_kbps: 90
+        }]
+    );
 }

@@ -143,6 +143,14 @@ pub struct Counters {
     pub stalled_subscriptions: u64,
     /// Times a subscription entered the stalled state.
     pub stalls: u64,
+    /// Layer switches done on a keyframe: [down, up].
+    pub layer_switches: [u64; 2],
+    /// Video payload bytes forwarded, by layer (low, mid, high; a track sent
+    /// without simulcast counts as high).
+    pub forwarded_video_bytes: [u64; 3],
+    /// Video subscriptions paused now (by the client, the host or a starved
+    /// link): a gauge, recounted with the stalled one.
+    pub paused_subscriptions: u64,
 }
 
 impl Counters {

@@ -3,6 +3,7 @@
 
 pub mod counters;
 pub mod egress;
+pub mod layers;
 pub mod peer;
 pub mod room;
 pub mod shard;
@@ -78,6 +79,7 @@ impl Engine {
                 link.clone(),
             );
             shard.connect_timeout = std::time::Duration::from_secs(config.connect_timeout_secs);
+            shard.starved_below_bps = config.starved_below_kbps * 1000;
             std::thread::Builder::new()
                 .name(format!("shard-{index}"))
                 .spawn(move || {
@@ -175,9 +177,9 @@ impl MediaPlane for Engine {
             // A room opens before its first offer; placing here too only guards
             // against a caller that skipped `OpenRoom`.
             MediaCommand::Negotiate { room, .. } => self.shard_for(*room, true),
-            MediaCommand::RemoveParticipant { room, .. } | MediaCommand::HostMute { room, .. } => {
-                self.shard_for(*room, false)
-            }
+            MediaCommand::RemoveParticipant { room, .. }
+            | MediaCommand::HostMute { room, .. }
+            | MediaCommand::UpdateSubscription { room, .. } => self.shard_for(*room, false),
         };
         let Some(shard) = shard else {
             // Nothing of this room lives in the engine: removal is already done.

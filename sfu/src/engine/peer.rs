@@ -2,14 +2,15 @@
 //! it publishes and the down-tracks it receives.
 
 use super::counters::{Counters, PeerFailure};
+use super::layers::Vp8Rewriter;
 use super::stall::StallWatch;
 use crate::munger::Munger;
 use signaling::ids::{ParticipantId, TrackId};
-use signaling::media::MediaEvent;
-use signaling::protocol::MediaKind;
+use signaling::media::{MediaEvent, SubscriptionPrefs};
+use signaling::protocol::{MediaKind, Quality};
 use std::net::SocketAddr;
 use std::time::Instant;
-use str0m::media::{Mid, Pt};
+use str0m::media::{Mid, Pt, Rid};
 use str0m::rtp::Ssrc;
 use str0m::Rtc;
 use tokio::sync::mpsc;
@@ -40,10 +41,50 @@ pub struct DownTrack {
     /// Our outgoing SSRC (and its RTX SSRC) on this m-line, once known.
     pub ssrc: Option<u32>,
     pub rtx: Option<u32>,
-    /// Video only: the subscriber cannot decode until the next keyframe (it
-    /// just subscribed, or lost packets it cannot get back), so nothing else is sent.
-    pub waiting_keyframe: bool,
+    /// The layer being forwarded now. `None`: nothing is (paused, or video
+    /// waiting for a keyframe of `target` after a subscribe, a loss it cannot
+    /// repair, or a resume).
+    pub current: Option<Quality>,
+    /// The layer to forward; a video switch to it happens on its next keyframe.
+    /// `None`: paused (by the client, the host or a starved link).
+    pub target: Option<Quality>,
+    /// The layer allocation allowed last time, live or not (dynacast keeps it on).
+    pub desired: Option<Quality>,
+    /// The layer the rewriters follow (the last one forwarded).
+    pub fwd_layer: Option<Quality>,
+    pub vp8: Vp8Rewriter,
+    pub last_downgrade: Option<Instant>,
+    pub prefs: SubscriptionPrefs,
     pub stall: StallWatch,
+}
+
+impl DownTrack {
+    /// Video that forwards nothing until a keyframe of its target layer.
+    pub fn waiting_keyframe(&self) -> bool {
+        self.kind == MediaKind::Video && self.target.is_some() && self.current.is_none()
+    }
+
+    /// Waits for a keyframe of `layer` (to start or to switch to it).
+    pub fn wants_keyframe_of(&self, layer: Quality) -> bool {
+        self.kind == MediaKind::Video && self.target == Some(layer) && self.current != Some(layer)
+    }
+
+    /// It missed something it cannot decode past: send nothing until a keyframe.
+    pub fn await_keyframe(&mut self) {
+        if self.kind == MediaKind::Video {
+            self.current = None;
+        }
+    }
+
+    /// Stop forwarding; the next packet sent continues the numbering.
+    pub fn pause(&mut self) {
+        self.target = None;
+        self.current = None;
+        if self.fwd_layer.take().is_some() {
+            self.munger.switch_source();
+            self.vp8.switch();
+        }
+    }
 }
 
 /// An m-line that carries no track right now. Its rewriter is kept so the
@@ -65,8 +106,8 @@ pub struct Peer {
     /// Remote addresses that have sent us valid STUN, for 4-tuple demux.
     pub addrs: Vec<SocketAddr>,
     pub inbound: Vec<Inbound>,
-    /// SSRC → published track, learned from str0m on the first packet of each SSRC.
-    pub ssrc_tracks: Vec<(Ssrc, TrackId)>,
+    /// SSRC → published track and RID, learned from str0m on the first packet of each SSRC.
+    pub ssrc_tracks: Vec<(Ssrc, TrackId, Option<Rid>)>,
     /// Stable slots: a track's subscriber list points at (peer slot, down-track slot).
     pub downtracks: Vec<Option<DownTrack>>,
     pub next_timeout: Instant,
@@ -83,6 +124,16 @@ pub struct Peer {
     /// The RTX SSRCs of this peer's send streams: an outgoing RTP datagram on
     /// one of them is a retransmission.
     pub rtx_ssrcs: Vec<u32>,
+    /// How this subscriber shows each track (`update_subscription`), by track.
+    pub prefs: Vec<(TrackId, SubscriptionPrefs)>,
+    /// The downlink estimate (str0m's TWCC-based BWE); `None`: no estimate, no limit.
+    pub estimate_bps: Option<u64>,
+    /// Estimates of the last few seconds (upgrades must fit their lowest).
+    pub recent_estimates: Vec<(Instant, u64)>,
+    /// Below the starvation threshold: one video kept, the others paused.
+    pub starved: bool,
+    /// The desired bitrate last given to str0m's BWE (it probes toward it).
+    pub bwe_desired: u64,
 }
 
 impl Peer {
@@ -100,15 +151,27 @@ impl Peer {
             .position(|d| d.as_ref().is_some_and(|d| d.mid == mid))
     }
 
-    /// Which track an incoming SSRC belongs to, asking str0m once per SSRC.
-    pub fn track_for_ssrc(&mut self, ssrc: Ssrc) -> Option<TrackId> {
-        if let Some((_, t)) = self.ssrc_tracks.iter().find(|(s, _)| *s == ssrc) {
-            return Some(*t);
+    /// Which track (and simulcast layer) an incoming SSRC belongs to, asking
+    /// str0m once per SSRC.
+    pub fn track_for_ssrc(&mut self, ssrc: Ssrc) -> Option<(TrackId, Option<Rid>)> {
+        if let Some((_, t, r)) = self.ssrc_tracks.iter().find(|(s, _, _)| *s == ssrc) {
+            return Some((*t, *r));
         }
-        let mid = self.rtc.direct_api().stream_rx(&ssrc)?.mid();
+        let mut api = self.rtc.direct_api();
+        let stream = api.stream_rx(&ssrc)?;
+        let (mid, rid) = (stream.mid(), stream.rid());
         let track = self.inbound.iter().find(|i| i.mid == mid)?.track;
-        self.ssrc_tracks.push((ssrc, track));
-        Some(track)
+        self.ssrc_tracks.push((ssrc, track, rid));
+        Some((track, rid))
+    }
+
+    /// How this subscriber wants `track` shown.
+    pub fn prefs_for(&self, track: TrackId) -> SubscriptionPrefs {
+        self.prefs
+            .iter()
+            .find(|(t, _)| *t == track)
+            .map(|(_, p)| *p)
+            .unwrap_or_default()
     }
 
     /// The down-track in `slot` stops carrying its track; its m-line keeps its numbering.

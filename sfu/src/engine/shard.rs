@@ -29,7 +29,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use str0m::config::DtlsCert;
 use str0m::net::{Protocol, Receive};
-use str0m::{Input, Rtc};
+use str0m::{Input, Rtc, RtcConfig};
 use tracing::{debug, error, info, warn};
 
 /// Time for commands (negotiations) per loop turn, so a burst of joins cannot
@@ -54,6 +54,8 @@ pub struct Shard {
     pub stats: Arc<ShardStats>,
     link: LinkMetrics,
     pub connect_timeout: Duration,
+    /// Below this downlink estimate a subscriber is starved.
+    pub starved_below_bps: u64,
     rooms: FxHashMap<RoomId, MediaRoom>,
     by_ufrag: FxHashMap<String, (RoomId, usize)>,
     by_addr: FxHashMap<SocketAddr, (RoomId, usize)>,
@@ -76,6 +78,7 @@ impl Shard {
         Self {
             link,
             connect_timeout: Duration::from_secs(30),
+            starved_below_bps: 150_000,
             index,
             socket,
             advertised,
@@ -145,6 +148,8 @@ impl Shard {
             if working.saturating_duration_since(last_gauge) >= GAUGE_EVERY {
                 self.counters.stalled_subscriptions =
                     self.rooms.values().map(|r| r.stalled_count() as u64).sum();
+                self.counters.paused_subscriptions =
+                    self.rooms.values().map(|r| r.paused_count() as u64).sum();
                 last_gauge = working;
             }
             // The counters reach readers only through this snapshot: one copy per
@@ -302,6 +307,7 @@ impl Shard {
                     MediaRoom::new(room)
                         .with_link_metrics(self.link.clone())
                         .with_connect_timeout(self.connect_timeout)
+                        .with_starved_below(self.starved_below_bps)
                 });
                 let (socket, counters) = (&self.socket, &mut self.counters);
                 let ran = catch_unwind(AssertUnwindSafe(|| {
@@ -340,6 +346,8 @@ impl Shard {
                         if self.rooms.get(&room).is_some_and(MediaRoom::is_empty) {
                             self.rooms.remove(&room);
                         }
+                        // Readers that act on the answer see the gauges it changed.
+                        self.publish_gauges();
                         let _ = reply.send(result);
                     }
                     Err(_) => {
@@ -360,18 +368,17 @@ impl Shard {
                 let _ = reply.send(Ok(()));
             }
             MediaCommand::HostMute { room, track, muted } => {
-                if let Some(r) = self.rooms.get_mut(&room) {
-                    let (socket, counters) = (&self.socket, &mut self.counters);
-                    let ran = catch_unwind(AssertUnwindSafe(|| {
-                        let now = Instant::now();
-                        r.set_host_muted(track, muted, now);
-                        r.drain(now, socket, counters);
-                    }));
-                    if ran.is_err() {
-                        self.room_fault(room);
-                    }
-                    self.next_deadline = Instant::now();
-                }
+                self.in_room(room, |r, now| r.set_host_muted(track, muted, now));
+            }
+            MediaCommand::UpdateSubscription {
+                room,
+                participant,
+                track,
+                prefs,
+            } => {
+                self.in_room(room, |r, now| {
+                    r.update_subscription(participant, track, prefs, now)
+                });
             }
             MediaCommand::CloseRoom { room } => {
                 // Its members have all left; anything still here is freed quietly.
@@ -389,6 +396,23 @@ impl Shard {
             MediaCommand::OpenRoom { .. } => {}
         }
         self.publish_gauges();
+    }
+
+    /// Run `f` on a room that exists, then drain it; a panic drops only that room.
+    fn in_room(&mut self, room: RoomId, f: impl FnOnce(&mut MediaRoom, Instant)) {
+        let Some(r) = self.rooms.get_mut(&room) else {
+            return;
+        };
+        let (socket, counters) = (&self.socket, &mut self.counters);
+        let ran = catch_unwind(AssertUnwindSafe(|| {
+            let now = Instant::now();
+            f(r, now);
+            r.drain(now, socket, counters);
+        }));
+        if ran.is_err() {
+            self.room_fault(room);
+        }
+        self.next_deadline = Instant::now();
     }
 
     /// Free a peer and its demux entries. `failed`: tell its room it was lost.
@@ -462,15 +486,26 @@ impl Shard {
 /// Every server-side peer's str0m config. Public for the forwarding benchmark.
 #[doc(hidden)]
 pub fn build_rtc(cert: DtlsCert, now: Instant) -> Rtc {
+    rtc_config(cert).build(now)
+}
+
+/// The config `build_rtc` builds from (tests adjust it).
+#[doc(hidden)]
+pub fn rtc_config(cert: DtlsCert) -> RtcConfig {
     Rtc::builder()
         .set_rtp_mode(true)
         .set_ice_lite(true)
         // Per-stream NACK/PLI/RTT/loss figures for the metrics, once a second.
         .set_stats_interval(Some(Duration::from_secs(1)))
         .set_dtls_cert(cert)
+        // Each subscriber's downlink estimate (TWCC), which its layers are
+        // chosen from. It starts modest and probes up: a weak district link
+        // is not flooded before the first feedback.
+        .enable_bwe(Some(str0m::bwe::Bitrate::bps(
+            super::layers::INITIAL_ESTIMATE_BPS,
+        )))
         .clear_codecs()
         .enable_opus(true, false)
         .enable_vp8(true)
         .enable_h264(true)
-        .build(now)
 }

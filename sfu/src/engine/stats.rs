@@ -39,6 +39,8 @@ pub struct LinkMetrics {
     pub jitter: prometheus::Histogram,
     /// Loss fraction: `uplink` from publishers, `downlink` to subscribers.
     pub loss: prometheus::HistogramVec,
+    /// Subscribers' downlink estimates (TWCC), sampled every layer allocation.
+    pub estimate: prometheus::Histogram,
 }
 
 impl LinkMetrics {
@@ -69,17 +71,33 @@ impl LinkMetrics {
             &["leg"],
         )
         .expect("valid metric");
+        let estimate = Histogram::with_opts(
+            HistogramOpts::new(
+                "sfu_subscriber_bitrate_estimate_bps",
+                "Subscribers' downlink bandwidth estimates, sampled every 0.5 s",
+            )
+            .buckets(vec![
+                100e3, 150e3, 300e3, 600e3, 1e6, 1.5e6, 2.5e6, 4e6, 8e6, 16e6,
+            ]),
+        )
+        .expect("valid metric");
         for c in [
             Box::new(rtt.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(jitter.clone()),
             Box::new(loss.clone()),
+            Box::new(estimate.clone()),
         ] {
             registry.register(c).expect("unique metric name");
         }
         for leg in ["uplink", "downlink"] {
             loss.with_label_values(&[leg]);
         }
-        Self { rtt, jitter, loss }
+        Self {
+            rtt,
+            jitter,
+            loss,
+            estimate,
+        }
     }
 
     /// For the benchmark and tests: histograms nobody scrapes.

@@ -12,9 +12,9 @@
 use super::counters::Counters;
 use super::egress::Egress;
 use super::room::{MediaRoom, PeerSetup};
-use super::shard::build_rtc;
+use super::shard::rtc_config;
 use signaling::ids::{ParticipantId, RoomId, TrackId};
-use signaling::media::{MediaError, MediaEvent, Publication, Subscription};
+use signaling::media::{MediaError, MediaEvent, Publication, Subscription, SubscriptionPrefs};
 use std::cell::{Cell, RefCell};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
@@ -22,9 +22,9 @@ use std::time::{Duration, Instant};
 use str0m::change::{SdpAnswer, SdpApi};
 use str0m::config::DtlsCert;
 use str0m::format::Codec;
-use str0m::media::{MediaKind, Mid, Pt};
+use str0m::media::{MediaKind, Mid, Pt, Rid, Simulcast, SimulcastLayer};
 use str0m::net::{Protocol, Receive};
-use str0m::rtp::{RtpWrite, Ssrc};
+use str0m::rtp::{RtpWrite, Ssrc, Vp8Descriptor};
 use str0m::{Candidate, Event, Input, Output, Rtc};
 use tokio::sync::mpsc;
 
@@ -69,6 +69,9 @@ pub struct Got {
     /// The sender's tag: which publisher (and track) this came from.
     pub tag: u8,
     pub keyframe: bool,
+    /// The VP8 picture ID and TL0PICIDX, when the payload has them.
+    pub picture_id: Option<u16>,
+    pub tl0: Option<u8>,
 }
 
 type Filter = Box<dyn FnMut(&[u8]) -> bool>;
@@ -99,19 +102,25 @@ pub struct SimClient {
     pub drop_downlink: Option<Filter>,
     /// Removed by the room (failed or closed).
     pub removed: bool,
-    next_seq: Vec<(Mid, u64)>,
+    next_seq: Vec<(Mid, Option<Rid>, u64)>,
 }
 
 impl SimClient {
-    fn next_seq(&mut self, mid: Mid) -> u64 {
-        match self.next_seq.iter_mut().find(|(m, _)| *m == mid) {
-            Some((_, s)) => {
+    fn next_seq(&mut self, mid: Mid, rid: Option<Rid>) -> u64 {
+        match self
+            .next_seq
+            .iter_mut()
+            .find(|(m, r, _)| *m == mid && *r == rid)
+        {
+            Some((_, _, s)) => {
                 *s += 1;
                 *s
             }
             None => {
-                self.next_seq.push((mid, 1000));
-                1000
+                // Each layer numbers its packets on its own.
+                let first = 1000 + 7000 * self.next_seq.len() as u64;
+                self.next_seq.push((mid, rid, first));
+                first
             }
         }
     }
@@ -133,6 +142,9 @@ pub struct SimRoom {
     events_rx: mpsc::Receiver<MediaEvent>,
     /// Video payload size; large enough to tell video datagrams apart.
     pub video_bytes: usize,
+    /// The server's bandwidth estimation, off unless a test is about layers:
+    /// the others send far more than a real camera (a packet per millisecond).
+    pub bwe: bool,
 }
 
 impl Default for SimRoom {
@@ -154,6 +166,7 @@ impl SimRoom {
             events,
             events_rx,
             video_bytes: 1000,
+            bwe: false,
         }
     }
 
@@ -210,6 +223,7 @@ impl SimRoom {
                 track_id: *track,
                 kind: *kind,
                 host_muted: false,
+                screen: false,
             })
             .collect();
         let subscribe: Vec<Subscription> = subscribe
@@ -220,7 +234,11 @@ impl SimRoom {
             })
             .collect();
         let cert = self.cert.clone();
-        let build = move |now| build_rtc(cert.clone(), now);
+        let bwe = self.bwe;
+        let build = move |now| {
+            let config = rtc_config(cert.clone());
+            if bwe { config } else { config.enable_bwe(None) }.build(now)
+        };
         let setup = PeerSetup {
             rtc_config: &build,
             candidate: SERVER,
@@ -308,7 +326,12 @@ impl SimRoom {
                         .handle_input(slot, input, now, &self.egress, &mut self.counters);
                 }
                 Output::Event(Event::RtpPacket(p)) => {
-                    let tag = p.payload.get(2).copied().unwrap_or(0);
+                    let vp8 = Vp8Descriptor::parse(&p.payload).ok();
+                    let tag = match vp8 {
+                        // The tag follows a full descriptor (see `send_layer`).
+                        Some(_) if p.payload[0] & 0x80 != 0 => p.payload[7],
+                        _ => p.payload.get(2).copied().unwrap_or(0),
+                    };
                     c.received.push(Got {
                         mid: c
                             .rtc
@@ -321,6 +344,8 @@ impl SimRoom {
                         timestamp: p.header.timestamp,
                         tag,
                         keyframe: crate::frame::starts_keyframe(Codec::Vp8, &p.payload),
+                        picture_id: vp8.and_then(|d| d.picture_id()),
+                        tl0: vp8.and_then(|d| d.tl0_pic_idx()),
                     });
                 }
                 Output::Event(Event::KeyframeRequest(_)) => c.keyframe_requests += 1,
@@ -401,9 +426,59 @@ impl SimRoom {
     pub fn send_audio(&mut self, c: usize, mid: Mid, tag: u8) -> u64 {
         let pt = self.pt(c, mid, Codec::Opus);
         let payload = vec![0xfc, 0xff, tag, 0, 0, 0, 0, 0];
-        let seq = self.queue_rtp(c, mid, pt, payload, false, 960);
+        let seq = self.queue_rtp(c, mid, None, pt, payload, false, 960);
         self.pump();
         seq
+    }
+
+    /// Client `c` sends one packet of a simulcast layer `rid` on `mid`: a whole
+    /// VP8 frame of `bytes` with a full payload descriptor (15-bit picture ID,
+    /// TL0PICIDX), tagged `tag`, at RTP time `ts`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn send_layer(
+        &mut self,
+        c: usize,
+        mid: Mid,
+        rid: &str,
+        keyframe: bool,
+        tag: u8,
+        picture_id: u16,
+        tl0: u8,
+        ts: u32,
+        bytes: usize,
+    ) -> u64 {
+        let pt = self.pt(c, mid, Codec::Vp8);
+        let mut payload = vec![0u8; bytes.max(16)];
+        payload[0] = 0x90; // X, S: extended descriptor, start of partition 0
+        payload[1] = 0xe0; // I, L, T
+        payload[2] = 0x80 | (picture_id >> 8) as u8 & 0x7f;
+        payload[3] = picture_id as u8;
+        payload[4] = tl0;
+        payload[5] = 0x00; // TID 0
+        payload[6] = if keyframe { 0x00 } else { 0x01 }; // VP8 header: the P (inter) bit
+        payload[7] = tag;
+        let rid = Rid::from(rid);
+        let seq = self.clients[c].next_seq(mid, Some(rid));
+        let write = RtpWrite::new(pt, seq.into(), ts, self.now, payload)
+            .marker(true)
+            .nackable(true);
+        self.clients[c]
+            .rtc
+            .direct_api()
+            .stream_tx_by_mid(mid, Some(rid))
+            .expect("a send stream for this layer")
+            .write_rtp(write);
+        self.pump();
+        seq
+    }
+
+    /// Subscriber `c` changes how it shows `track`, as `update_subscription` does.
+    pub fn update(&mut self, c: usize, track: TrackId, prefs: SubscriptionPrefs) {
+        let participant = self.clients[c].participant;
+        self.room
+            .update_subscription(participant, track, prefs, self.now);
+        self.room.drain(self.now, &self.egress, &mut self.counters);
+        self.pump();
     }
 
     /// Client `c` encrypts one VP8 inter frame on `mid` and hands back the
@@ -442,13 +517,15 @@ impl SimRoom {
         payload[0] = 0x10; // VP8 descriptor: start of partition 0
         payload[1] = if keyframe { 0x00 } else { 0x01 }; // P bit
         payload[2] = tag;
-        self.queue_rtp(c, mid, pt, payload, true, 3000)
+        self.queue_rtp(c, mid, None, pt, payload, true, 3000)
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn queue_rtp(
         &mut self,
         c: usize,
         mid: Mid,
+        rid: Option<Rid>,
         pt: Pt,
         payload: Vec<u8>,
         video: bool,
@@ -456,7 +533,7 @@ impl SimRoom {
     ) -> u64 {
         let now = self.now;
         let client = &mut self.clients[c];
-        let seq = client.next_seq(mid);
+        let seq = client.next_seq(mid, rid);
         let payload: Arc<[u8]> = payload.into();
         let write = RtpWrite::new(pt, seq.into(), (seq * ticks) as u32, now, payload)
             .marker(true)
@@ -464,7 +541,7 @@ impl SimRoom {
         client
             .rtc
             .direct_api()
-            .stream_tx_by_mid(mid, None)
+            .stream_tx_by_mid(mid, rid)
             .expect("a send stream on this mid")
             .write_rtp(write);
         seq
@@ -479,9 +556,13 @@ impl SimRoom {
             .direct_api()
             .reset_stream_tx(mid, None, Ssrc::from(ssrc), Some(Ssrc::from(rtx)))
             .expect("a send stream on this mid with another SSRC");
-        match client.next_seq.iter_mut().find(|(m, _)| *m == mid) {
-            Some((_, s)) => *s = seq - 1,
-            None => client.next_seq.push((mid, seq - 1)),
+        match client
+            .next_seq
+            .iter_mut()
+            .find(|(m, r, _)| *m == mid && r.is_none())
+        {
+            Some((_, _, s)) => *s = seq - 1,
+            None => client.next_seq.push((mid, None, seq - 1)),
         }
     }
 
@@ -521,6 +602,21 @@ pub fn is_rtp(d: &[u8]) -> bool {
 /// A video m-line added to an offer.
 pub fn add_video(api: &mut SdpApi, dir: str0m::media::Direction) -> Mid {
     api.add_media(MediaKind::Video, dir, None, None, None)
+}
+
+/// A sending video m-line with three simulcast layers (`q`, `h`, `f`).
+pub fn add_simulcast_video(api: &mut SdpApi) -> Mid {
+    let mut simulcast = Simulcast::new();
+    for rid in ["q", "h", "f"] {
+        simulcast.add_send_layer(SimulcastLayer::new(rid));
+    }
+    api.add_media(
+        MediaKind::Video,
+        str0m::media::Direction::SendOnly,
+        None,
+        None,
+        Some(simulcast),
+    )
 }
 
 /// An audio m-line added to an offer.

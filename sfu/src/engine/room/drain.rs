@@ -9,9 +9,10 @@ use crate::engine::stall::StallChange;
 use crate::keyframe::KeyframeKind;
 use signaling::ids::TrackId;
 use signaling::media::MediaEvent;
-use signaling::protocol::MediaKind;
+use signaling::protocol::{MediaKind, Quality};
 use std::cmp::Reverse;
 use std::time::Instant;
+use str0m::bwe::BweKind;
 use str0m::media::{KeyframeRequestKind, Mid};
 use str0m::rtp::Ssrc;
 use str0m::stats::{MediaEgressStats, MediaIngressStats};
@@ -57,8 +58,8 @@ impl MediaRoom {
             // as a timeout already due. Feeding it here, once per peer, sends the
             // forwarded copies now instead of on the shard's next full tick.
             let mut fed_timeout = false;
-            // Tracks whose copy the socket refused: their down-tracks wait for a keyframe.
-            let mut lost: Vec<TrackId> = Vec::new();
+            // Track layers whose copy the socket refused: their down-tracks wait for a keyframe.
+            let mut lost: Vec<(TrackId, Quality)> = Vec::new();
             while let Some(peer) = self.peers.get_mut(slot).and_then(Option::as_mut) {
                 if peer.failed {
                     if !self.failed.contains(&slot) {
@@ -108,10 +109,10 @@ impl MediaRoom {
                                     .flatten()
                                     .find(|d| d.ssrc == Some(s) && d.kind == MediaKind::Video)
                             }) {
-                                if !dt.waiting_keyframe {
-                                    dt.waiting_keyframe = true;
-                                    if !lost.contains(&dt.track) {
-                                        lost.push(dt.track);
+                                if let (Some(_), Some(target)) = (dt.current, dt.target) {
+                                    dt.await_keyframe();
+                                    if !lost.contains(&(dt.track, target)) {
+                                        lost.push((dt.track, target));
                                     }
                                 }
                             }
@@ -120,15 +121,18 @@ impl MediaRoom {
                     Output::Event(e) => self.handle_event(slot, e, now, counters),
                 }
             }
-            for track in lost {
-                self.want_keyframe(track, KeyframeKind::Pli, now);
+            for (track, layer) in lost {
+                self.want_keyframe(track, layer, KeyframeKind::Pli, now);
             }
         }
     }
 
     fn handle_event(&mut self, slot: usize, event: Event, now: Instant, counters: &mut Counters) {
         match event {
-            Event::RtpPacket(pkt) => self.forward(slot, pkt, counters),
+            Event::RtpPacket(pkt) => self.forward(slot, pkt, now, counters),
+            Event::EgressBitrateEstimate(BweKind::Twcc { estimate, .. }) => {
+                self.set_estimate(slot, estimate.as_u64(), now);
+            }
             Event::KeyframeRequest(req) => {
                 let Some(peer) = self.peer_mut(slot) else {
                     return;
@@ -136,16 +140,18 @@ impl MediaRoom {
                 let Some(dt) = peer.downtrack_by_mid(req.mid) else {
                     return;
                 };
-                let track = peer.downtracks[dt]
-                    .as_ref()
-                    .expect("found by position")
-                    .track;
+                let dt = peer.downtracks[dt].as_ref().expect("found by position");
+                // The layer it decodes now, or the one it waits for.
+                let Some(layer) = dt.current.or(dt.target) else {
+                    return;
+                };
+                let track = dt.track;
                 let kind = match req.kind {
                     KeyframeRequestKind::Pli => KeyframeKind::Pli,
                     KeyframeRequestKind::Fir => KeyframeKind::Fir,
                 };
                 counters.keyframe_requests_received[kind as usize] += 1;
-                self.want_keyframe(track, kind, now);
+                self.want_keyframe(track, layer, kind, now);
             }
             Event::Connected => {
                 let Some(peer) = self.peer_mut(slot) else {
@@ -156,25 +162,30 @@ impl MediaRoom {
                     participant: peer.participant,
                 });
                 // Its video subscriptions start now, on a keyframe.
-                let subscribed: Vec<TrackId> = peer
+                let subscribed: Vec<(TrackId, Quality)> = peer
                     .downtracks
                     .iter()
                     .flatten()
                     .filter(|d| d.kind == MediaKind::Video)
-                    .map(|d| d.track)
+                    .filter_map(|d| Some((d.track, d.target?)))
                     .collect();
-                for track in subscribed {
-                    self.want_keyframe(track, KeyframeKind::Pli, now);
+                for (track, layer) in subscribed {
+                    self.want_keyframe(track, layer, KeyframeKind::Pli, now);
                 }
                 // Requests for its own tracks that could not go out before it connected.
-                let waiting: Vec<TrackId> = self
+                let waiting: Vec<(TrackId, Quality)> = self
                     .tracks
                     .iter()
-                    .filter(|t| t.owner == slot && t.keyframes.is_pending())
-                    .map(|t| t.id)
+                    .filter(|t| t.owner == slot)
+                    .flat_map(|t| {
+                        t.layers
+                            .iter()
+                            .filter(|l| l.keyframes.is_pending())
+                            .map(|l| (t.id, l.quality))
+                    })
                     .collect();
-                for track in waiting {
-                    self.poll_keyframes(track, now);
+                for (track, layer) in waiting {
+                    self.poll_keyframes(track, layer, now);
                 }
             }
             Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
@@ -198,27 +209,31 @@ impl MediaRoom {
         }
     }
 
-    fn poll_keyframes(&mut self, track: TrackId, now: Instant) {
+    fn poll_keyframes(&mut self, track: TrackId, layer: Quality, now: Instant) {
         let Some(t) = self.tracks.iter_mut().find(|t| t.id == track) else {
             return;
         };
-        let mut send = t.keyframes.poll(now);
-        if send.is_none() && !t.keyframes.is_pending() {
+        let peers = &self.peers;
+        let subscribers = &t.subscribers;
+        let Some(l) = t.layers.iter_mut().find(|l| l.quality == layer) else {
+            return;
+        };
+        let mut send = l.keyframes.poll(now);
+        if send.is_none() && !l.keyframes.is_pending() {
             // The machine gave up (no keyframe after its retry), but a
             // subscriber that waits for one would stay black: ask afresh.
-            let peers = &self.peers;
-            let waiting = t.subscribers.iter().any(|r| {
+            let waiting = subscribers.iter().any(|r| {
                 peers[r.peer]
                     .as_ref()
                     .and_then(|p| p.downtracks.get(r.slot))
                     .and_then(Option::as_ref)
-                    .is_some_and(|d| d.waiting_keyframe)
+                    .is_some_and(|d| d.wants_keyframe_of(layer))
             });
             if waiting {
-                send = t.keyframes.request(KeyframeKind::Pli, now);
+                send = l.keyframes.request(KeyframeKind::Pli, now);
             }
         }
-        self.after_keyframe_decision(track, send, now);
+        self.after_keyframe_decision(track, layer, send, now);
     }
 
     /// A subscriber leg's stats: NACKs it sent us, its RTT and loss, and
@@ -256,7 +271,10 @@ impl MediaRoom {
                 // Video stalled again: whatever the receiver holds against this
                 // SSRC (a replay window, a rollover counter), a fresh one clears.
                 renew = times >= RENEW_AFTER_STALLS && dt.kind == MediaKind::Video;
-                (dt.kind == MediaKind::Video).then_some(dt.track)
+                match (dt.kind, dt.target) {
+                    (MediaKind::Video, Some(layer)) => Some((dt.track, layer)),
+                    _ => None,
+                }
             }
             StallChange::Recovered => {
                 debug!(%room, %participant, mid = %s.mid, "subscription recovered");
@@ -277,8 +295,8 @@ impl MediaRoom {
         if renew {
             self.renew_ssrc(slot, s.mid);
         }
-        if let Some(track) = stalled {
-            self.want_keyframe(track, KeyframeKind::Pli, now);
+        if let Some((track, layer)) = stalled {
+            self.want_keyframe(track, layer, KeyframeKind::Pli, now);
         }
     }
 
@@ -313,7 +331,7 @@ impl MediaRoom {
         }
         dt.ssrc = None;
         dt.rtx_known = false;
-        dt.waiting_keyframe = dt.kind == MediaKind::Video;
+        dt.await_keyframe();
         debug!(%room, participant = %peer.participant, %mid, "stalled subscription moved to a fresh SSRC");
         let _ = peer.events.try_send(MediaEvent::RenegotiationNeeded {
             participant: peer.participant,
@@ -387,15 +405,25 @@ impl MediaRoom {
                         }
                     }
                 }
-                Timer::Keyframe(track) => {
-                    let Some(tr) = self.tracks.iter_mut().find(|x| x.id == track) else {
+                Timer::Keyframe(track, layer) => {
+                    let Some(l) = self
+                        .tracks
+                        .iter_mut()
+                        .find(|x| x.id == track)
+                        .and_then(|x| x.layer_mut(layer))
+                    else {
                         continue;
                     };
-                    if tr.keyframe_timer != Some(t) {
+                    if l.keyframe_timer != Some(t) {
                         continue;
                     }
-                    tr.keyframe_timer = None;
-                    self.poll_keyframes(track, now);
+                    l.keyframe_timer = None;
+                    self.poll_keyframes(track, layer, now);
+                }
+                Timer::Layers => {
+                    if self.layers_timer == Some(t) {
+                        self.layers_due(now);
+                    }
                 }
             }
         }

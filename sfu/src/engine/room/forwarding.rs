@@ -1,4 +1,5 @@
-//! Forwarding: one incoming RTP packet to every down-track of its track.
+//! Forwarding: one incoming RTP packet to every down-track of its track that
+//! takes its layer.
 //! Runs inside the shard loop as a plain function call; the payload is
 //! shared, never copied, and nothing here allocates once a down-track has
 //! seen its first packet.
@@ -8,15 +9,23 @@ use crate::engine::counters::{Counters, DropReason, Kind};
 use crate::frame;
 use crate::munger::Munged;
 use signaling::protocol::MediaKind;
-use str0m::rtp::{ExtensionValues, RtpPacket, RtpWrite};
+use std::time::Instant;
+use str0m::format::Codec;
+use str0m::rtp::{ExtensionValues, RtpPacket, RtpWrite, Vp8Descriptor};
 
 impl MediaRoom {
-    pub(super) fn forward(&mut self, from: usize, pkt: RtpPacket, counters: &mut Counters) {
+    pub(super) fn forward(
+        &mut self,
+        from: usize,
+        pkt: RtpPacket,
+        now: Instant,
+        counters: &mut Counters,
+    ) {
         counters.received_rtp += 1;
         let Some(publisher) = self.peers.get_mut(from).and_then(Option::as_mut) else {
             return;
         };
-        let Some(track_id) = publisher.track_for_ssrc(pkt.header.ssrc) else {
+        let Some((track_id, rid)) = publisher.track_for_ssrc(pkt.header.ssrc) else {
             counters.drop(DropReason::NotPublished);
             return;
         };
@@ -32,53 +41,51 @@ impl MediaRoom {
         let video = track.kind == MediaKind::Video;
         let kind = if video { Kind::Video } else { Kind::Audio };
         counters.inbound(kind, pkt.payload.len());
+        let Some(li) = track.layer_index(rid) else {
+            counters.drop(DropReason::NotPublished);
+            return;
+        };
+        let layer = &mut track.layers[li];
+        let quality = layer.quality;
+        layer.arrived(pkt.payload.len(), now);
 
-        // A new publisher SSRC on the same m-line (camera switch, ICE restart):
-        // every down-track continues from its last output. Stragglers of an
-        // older SSRC would collide with the new numbering and are dropped.
+        // A new publisher SSRC for this layer (camera switch, ICE restart):
+        // every down-track on it continues from its last output. Stragglers of
+        // an older SSRC would collide with the new numbering and are dropped.
         let ssrc = pkt.header.ssrc;
-        let switched = match track.source {
+        let switched = match layer.ssrc {
             None => {
-                track.source = Some(ssrc);
+                layer.ssrc = Some(ssrc);
                 false
             }
             Some(s) if s == ssrc => false,
-            Some(_) if track.retired_sources.contains(&ssrc) => {
+            Some(_) if layer.retired.contains(&ssrc) => {
                 counters.drop(DropReason::Stale);
                 return;
             }
             Some(old) => {
-                if track.retired_sources.len() >= MAX_RETIRED_SOURCES {
-                    track.retired_sources.remove(0);
+                if layer.retired.len() >= MAX_RETIRED_SOURCES {
+                    layer.retired.remove(0);
                 }
-                track.retired_sources.push(old);
-                track.source = Some(ssrc);
+                layer.retired.push(old);
+                layer.ssrc = Some(ssrc);
                 true
             }
         };
-        let keyframe = video
-            && pub_params.is_some_and(|p| frame::starts_keyframe(p.spec().codec, &pkt.payload));
+        let codec = pub_params.map(|p| p.spec().codec);
+        let keyframe = video && codec.is_some_and(|c| frame::starts_keyframe(c, &pkt.payload));
         if keyframe {
-            track.keyframes.keyframe_arrived();
+            layer.keyframes.keyframe_arrived();
         }
+        let vp8 = (codec == Some(Codec::Vp8))
+            .then(|| Vp8Descriptor::parse(&pkt.payload).ok())
+            .flatten();
         let in_seq = *pkt.seq_no;
 
         if track.host_muted {
-            // Not forwarded, whatever the client sends; the down-tracks close up
-            // over the packet so no false loss is reported when it resumes.
+            // Its subscriptions are paused (see `set_host_muted`); whatever the
+            // client sends is not forwarded.
             counters.drop(DropReason::Muted);
-            for r in &track.subscribers {
-                if let Some(dt) = self.peers[r.peer]
-                    .as_mut()
-                    .and_then(|p| p.downtracks.get_mut(r.slot))
-                    .and_then(Option::as_mut)
-                {
-                    if switched {
-                        dt.munger.switch_source();
-                    }
-                    dt.munger.skip(in_seq);
-                }
-            }
             return;
         }
 
@@ -96,23 +103,42 @@ impl MediaRoom {
             let Some(dt) = sub.downtracks.get_mut(r.slot).and_then(Option::as_mut) else {
                 continue;
             };
-            if switched {
-                dt.munger.switch_source();
-            }
-            if !sub.connected {
-                // Not queued for later: it would arrive stale, in a burst. The
-                // subscriber starts on a keyframe requested when it connects.
-                counters.drop(DropReason::NotConnected);
+            // Paused: one comparison per packet, nothing else.
+            let Some(target) = dt.target else {
                 continue;
+            };
+            if switched && dt.fwd_layer == Some(quality) {
+                dt.munger.switch_source();
+                dt.vp8.switch();
             }
-            if dt.waiting_keyframe {
-                if keyframe {
-                    dt.waiting_keyframe = false;
-                } else {
-                    dt.munger.skip(in_seq);
+            if dt.current != Some(quality) {
+                if quality != target {
+                    continue; // another layer than this subscriber's
+                }
+                if !sub.connected {
+                    // Not queued for later: it would arrive stale, in a burst. The
+                    // subscriber starts on a keyframe requested when it connects.
+                    counters.drop(DropReason::NotConnected);
+                    continue;
+                }
+                if video && !keyframe {
+                    if dt.fwd_layer == Some(quality) {
+                        dt.munger.skip(in_seq);
+                    }
                     counters.drop(DropReason::AwaitingKeyframe);
                     continue;
                 }
+                // Start, resume or switch to this layer, here on its keyframe.
+                if let Some(from) = dt.fwd_layer.filter(|f| *f != quality) {
+                    dt.munger.switch_source();
+                    dt.vp8.switch();
+                    counters.layer_switches[usize::from(quality > from)] += 1;
+                }
+                dt.current = Some(quality);
+                dt.fwd_layer = Some(quality);
+            } else if !sub.connected {
+                counters.drop(DropReason::NotConnected);
+                continue;
             }
             let pt = match dt
                 .pt_map
@@ -138,16 +164,20 @@ impl MediaRoom {
                     continue;
                 }
             };
+            let patch = vp8.as_ref().and_then(|d| dt.vp8.rewrite(d));
             let mid = dt.mid;
             let mut api = sub.rtc.direct_api();
             let Some(stream) = api.stream_tx_by_mid(mid, None) else {
                 counters.drop(DropReason::NotNegotiated);
                 continue;
             };
-            let write = RtpWrite::new(pt, seq.into(), ts, pkt.timestamp, pkt.payload.clone())
+            let mut write = RtpWrite::new(pt, seq.into(), ts, pkt.timestamp, pkt.payload.clone())
                 .marker(pkt.header.marker)
                 .ext_vals(ext.clone())
                 .nackable(video);
+            if let Some(patch) = patch {
+                write = write.vp8_patch(patch);
+            }
             if !dt.rtx_known {
                 dt.ssrc = Some(*stream.ssrc());
                 dt.rtx = stream.rtx().map(|r| *r);
@@ -160,6 +190,9 @@ impl MediaRoom {
             stream.write_rtp(write);
             counters.forwarded += 1;
             counters.outbound(kind, pkt.payload.len());
+            if video {
+                counters.forwarded_video_bytes[quality.index()] += pkt.payload.len() as u64;
+            }
             if !self.dirty.contains(&r.peer) {
                 self.dirty.push(r.peer);
             }

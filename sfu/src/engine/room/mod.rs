@@ -9,21 +9,22 @@
 //! - `forwarding`: one incoming packet to every down-track of its track;
 //! - `drain`: str0m's outputs and events, timers on a deadline queue, stats.
 
+mod allocation;
 mod drain;
 mod forwarding;
 mod negotiation;
 
+use super::layers::LayerSource;
 use super::peer::Peer;
 use super::stats::LinkMetrics;
-use crate::keyframe::{KeyframeKind, KeyframeRequests};
+use crate::keyframe::KeyframeKind;
 use signaling::ids::{ParticipantId, RoomId, TrackId};
-use signaling::protocol::MediaKind;
+use signaling::protocol::{MediaKind, Quality};
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
-use str0m::media::KeyframeRequestKind;
-use str0m::rtp::Ssrc;
+use str0m::media::{KeyframeRequestKind, Rid};
 use str0m::Rtc;
 
 /// A peer whose ICE+DTLS has not completed by then is removed.
@@ -40,16 +41,36 @@ struct PublishedTrack {
     id: TrackId,
     owner: usize,
     kind: MediaKind,
+    /// A screen share: first claim on every subscriber's bandwidth.
+    screen: bool,
     subscribers: Vec<SubRef>,
-    keyframes: KeyframeRequests,
     /// The host muted it: nothing of it is forwarded.
     host_muted: bool,
-    /// The publisher's SSRC now carrying this track, and the ones before it
-    /// (a camera switch or an ICE restart can change it on the same m-line).
-    source: Option<Ssrc>,
-    retired_sources: Vec<Ssrc>,
-    /// The time of this track's live keyframe entry in the deadline queue.
-    keyframe_timer: Option<Instant>,
+    /// The layers it arrives on, lowest first: one for a track sent without simulcast.
+    layers: Vec<LayerSource>,
+    /// Dynacast: the layers the publisher was last told to send (`None`: not
+    /// told yet, so all of them).
+    told_active: Option<Vec<Quality>>,
+    created_at: Instant,
+}
+
+impl PublishedTrack {
+    /// The layer a packet with this RID arrived on.
+    fn layer_index(&self, rid: Option<Rid>) -> Option<usize> {
+        match self.layers.iter().position(|l| l.rid == rid) {
+            Some(i) => Some(i),
+            None if self.layers.len() == 1 => Some(0),
+            None => None,
+        }
+    }
+
+    fn layer_mut(&mut self, quality: Quality) -> Option<&mut LayerSource> {
+        self.layers.iter_mut().find(|l| l.quality == quality)
+    }
+
+    fn is_simulcast(&self) -> bool {
+        self.layers.len() > 1
+    }
 }
 
 /// Retired publisher SSRCs remembered per track, so their stragglers are dropped.
@@ -71,8 +92,10 @@ enum Timer {
     Rtc(usize),
     /// The peer must have connected by then.
     Connect(usize),
-    /// A track's keyframe request is due (throttle end or retry).
-    Keyframe(TrackId),
+    /// A track layer's keyframe request is due (throttle end or retry).
+    Keyframe(TrackId, Quality),
+    /// Measure layers, re-choose every subscription's layer, dynacast.
+    Layers,
 }
 
 pub struct MediaRoom {
@@ -90,6 +113,12 @@ pub struct MediaRoom {
     keyframe_requests_sent: [u64; 2],
     link: Option<LinkMetrics>,
     connect_timeout: Duration,
+    /// Below this downlink estimate a subscriber is starved.
+    starved_below_bps: u64,
+    /// The time of the live `Timer::Layers` entry.
+    layers_timer: Option<Instant>,
+    /// When layers were last measured.
+    layers_sampled: Option<Instant>,
 }
 
 impl MediaRoom {
@@ -104,7 +133,16 @@ impl MediaRoom {
             failed: Vec::new(),
             link: None,
             connect_timeout: CONNECT_TIMEOUT,
+            starved_below_bps: 150_000,
+            layers_timer: None,
+            layers_sampled: None,
         }
+    }
+
+    /// Below this downlink estimate a subscriber keeps audio and one video.
+    pub fn with_starved_below(mut self, bps: u64) -> Self {
+        self.starved_below_bps = bps;
+        self
     }
 
     /// How long a new peer may take to complete ICE and DTLS.
@@ -165,17 +203,10 @@ impl MediaRoom {
             return;
         }
         t.host_muted = muted;
-        if !muted && t.kind == MediaKind::Video {
-            // Subscribers have seen nothing for a while: start them on a keyframe.
-            for r in &t.subscribers {
-                if let Some(dt) = self.peers[r.peer]
-                    .as_mut()
-                    .and_then(|p| p.downtracks[r.slot].as_mut())
-                {
-                    dt.waiting_keyframe = true;
-                }
-            }
-            self.want_keyframe(track, KeyframeKind::Pli, now);
+        // Its subscriptions pause, or resume (video on a keyframe).
+        let subscribers: Vec<usize> = t.subscribers.iter().map(|r| r.peer).collect();
+        for peer in subscribers {
+            self.allocate_peer(peer, now);
         }
     }
 
@@ -209,51 +240,65 @@ impl MediaRoom {
         Some(peer)
     }
 
-    /// Someone wants a keyframe of `track`: through its request state machine,
-    /// upstream now or when the throttle allows.
-    fn want_keyframe(&mut self, track: TrackId, kind: KeyframeKind, now: Instant) {
+    /// Someone wants a keyframe of one layer of `track`: through that layer's
+    /// request state machine, upstream now or when the throttle allows.
+    fn want_keyframe(&mut self, track: TrackId, layer: Quality, kind: KeyframeKind, now: Instant) {
         let Some(t) = self.tracks.iter_mut().find(|t| t.id == track) else {
             return;
         };
         if t.kind != MediaKind::Video {
             return;
         }
-        let send = t.keyframes.request(kind, now);
-        self.after_keyframe_decision(track, send, now);
+        let Some(l) = t.layer_mut(layer) else {
+            return;
+        };
+        let send = l.keyframes.request(kind, now);
+        self.after_keyframe_decision(track, layer, send, now);
     }
 
-    /// Send what the track's request machine decided, and schedule its next deadline.
+    /// Send what the layer's request machine decided, and schedule its next deadline.
     fn after_keyframe_decision(
         &mut self,
         track: TrackId,
+        layer: Quality,
         send: Option<KeyframeKind>,
         now: Instant,
     ) {
         let Some(pos) = self.tracks.iter().position(|t| t.id == track) else {
             return;
         };
+        let Some(li) = self.tracks[pos]
+            .layers
+            .iter()
+            .position(|l| l.quality == layer)
+        else {
+            return;
+        };
         if let Some(kind) = send {
             let owner = self.tracks[pos].owner;
-            if !self.request_keyframe_upstream(owner, track, kind) {
-                self.tracks[pos].keyframes.not_sent(now);
+            let rid = self.tracks[pos].layers[li].rid;
+            if !self.request_keyframe_upstream(owner, track, rid, kind) {
+                self.tracks[pos].layers[li].keyframes.not_sent(now);
             }
         }
-        let t = &mut self.tracks[pos];
-        if let Some(due) = t.keyframes.deadline(now) {
+        let l = &mut self.tracks[pos].layers[li];
+        if let Some(due) = l.keyframes.deadline(now) {
             let due = due.max(now + Duration::from_millis(1));
-            if t.keyframe_timer.is_none_or(|s| due < s) {
-                t.keyframe_timer = Some(due);
-                self.timers.push(Reverse((due, Timer::Keyframe(track))));
+            if l.keyframe_timer.is_none_or(|s| due < s) {
+                l.keyframe_timer = Some(due);
+                self.timers
+                    .push(Reverse((due, Timer::Keyframe(track, layer))));
             }
         }
     }
 
-    /// Ask the publisher for a keyframe. False if it cannot be asked yet (no
-    /// connection, or str0m has not seen its stream).
+    /// Ask the publisher for a keyframe of one layer. False if it cannot be
+    /// asked yet (no connection, or str0m has not seen that stream).
     fn request_keyframe_upstream(
         &mut self,
         owner: usize,
         track: TrackId,
+        rid: Option<Rid>,
         kind: KeyframeKind,
     ) -> bool {
         let Some(peer) = self.peers.get_mut(owner).and_then(Option::as_mut) else {
@@ -270,7 +315,7 @@ impl MediaRoom {
             KeyframeKind::Fir => KeyframeRequestKind::Fir,
         };
         let mut api = peer.rtc.direct_api();
-        let Some(stream) = api.stream_rx_by_mid(mid, None) else {
+        let Some(stream) = api.stream_rx_by_mid(mid, rid) else {
             return false;
         };
         stream.request_keyframe(str0m_kind);

@@ -2,18 +2,18 @@
 //! and subscriptions brought to what the offer lists.
 
 use super::{MediaRoom, PeerSetup, PublishedTrack, SubRef, Timer};
+use crate::engine::layers::{quality_of_rid, LayerSource, Vp8Rewriter};
 use crate::engine::peer::{DownTrack, Inbound, Peer};
 use crate::engine::stall::{StallWatch, AUDIO_STALL_AFTER, VIDEO_STALL_AFTER};
-use crate::keyframe::{KeyframeKind, KeyframeRequests};
 use crate::munger::Munger;
 use crate::sdp;
 use signaling::ids::{ParticipantId, TrackId};
 use signaling::media::{MediaError, MediaEvent, Publication, Subscription};
-use signaling::protocol::MediaKind;
+use signaling::protocol::{MediaKind, Quality};
 use std::cmp::Reverse;
 use std::time::Instant;
 use str0m::change::SdpOffer;
-use str0m::media::Mid;
+use str0m::media::{Mid, Rid, Rids};
 use str0m::Candidate;
 use tokio::sync::mpsc;
 
@@ -132,6 +132,11 @@ impl MediaRoom {
             closed_by_client: false,
             failed: false,
             rtx_ssrcs: Vec::new(),
+            prefs: Vec::new(),
+            estimate_bps: None,
+            recent_estimates: Vec::new(),
+            starved: false,
+            bwe_desired: 0,
         };
         let slot = match self.peers.iter().position(Option::is_none) {
             Some(i) => {
@@ -145,6 +150,7 @@ impl MediaRoom {
         };
         self.timers
             .push(Reverse((now + self.connect_timeout, Timer::Connect(slot))));
+        self.schedule_layers(now);
         Ok(slot)
     }
 
@@ -178,16 +184,18 @@ impl MediaRoom {
             if self.tracks.iter().any(|t| t.id == p.track_id) {
                 self.set_host_muted(p.track_id, p.host_muted, now);
             } else {
+                let peer = self.peers[slot].as_ref().expect("caller checked");
+                let layers = track_layers(peer, Mid::from(p.mid.as_str()), now);
                 self.tracks.push(PublishedTrack {
                     id: p.track_id,
                     owner: slot,
                     kind: p.kind,
+                    screen: p.screen,
                     subscribers: Vec::new(),
-                    keyframes: KeyframeRequests::default(),
                     host_muted: p.host_muted,
-                    source: None,
-                    retired_sources: Vec::new(),
-                    keyframe_timer: None,
+                    layers,
+                    told_active: None,
+                    created_at: now,
                 });
             }
         }
@@ -219,7 +227,6 @@ impl MediaRoom {
             }
         }
 
-        let mut want_keyframes = Vec::new();
         for s in subscribe {
             let mid = Mid::from(s.mid.as_str());
             let peer = self.peers[slot].as_mut().expect("caller checked");
@@ -239,13 +246,21 @@ impl MediaRoom {
                 None => (Munger::new(clock_rate, fastrand::u16(1..0x7fff)), 0),
             };
             let video = track.kind == MediaKind::Video;
+            let prefs = peer.prefs_for(s.track_id);
             let dt_slot = peer.free_downtrack_slot();
             peer.downtracks[dt_slot] = Some(DownTrack {
                 last_nacks,
                 rtx_known: false,
                 ssrc: None,
                 rtx: None,
-                waiting_keyframe: video,
+                // Allocation chooses the layer (and asks for its keyframe).
+                current: None,
+                target: None,
+                desired: None,
+                fwd_layer: None,
+                vp8: Vp8Rewriter::default(),
+                last_downgrade: None,
+                prefs,
                 stall: StallWatch::new(if video {
                     VIDEO_STALL_AFTER
                 } else {
@@ -261,16 +276,37 @@ impl MediaRoom {
                 peer: slot,
                 slot: dt_slot,
             });
-            // A subscriber that is not connected yet asks when it connects: a
-            // keyframe now would be dropped and use up the publisher's slot.
-            if video && peer.connected {
-                want_keyframes.push(track.id);
-            }
         }
-        for track in want_keyframes {
-            self.want_keyframe(track, KeyframeKind::Pli, now);
-        }
+        // Its subscriptions' layers; a subscriber that is not connected yet
+        // asks for keyframes when it connects (one now would be dropped and
+        // use up the publisher's throttle slot).
+        let peer = self.peers[slot].as_mut().expect("caller checked");
+        let tracks = &self.tracks;
+        peer.prefs
+            .retain(|(t, _)| tracks.iter().any(|x| x.id == *t));
+        self.allocate_peer(slot, now);
     }
+}
+
+/// The layers a published m-line arrives on: one per RID the offer declared
+/// (`a=simulcast`), else one.
+fn track_layers(peer: &Peer, mid: Mid, now: Instant) -> Vec<LayerSource> {
+    let rids: Vec<Rid> = match peer.rtc.media(mid).map(|m| m.rids_rx()) {
+        Some(Rids::Specific(rids)) => rids.clone(),
+        _ => Vec::new(),
+    };
+    if rids.is_empty() {
+        return vec![LayerSource::new(Quality::High, None, now)];
+    }
+    let mut layers: Vec<LayerSource> = rids
+        .iter()
+        .enumerate()
+        .map(|(i, rid)| LayerSource::new(quality_of_rid(rid, i, rids.len()), Some(*rid), now))
+        .collect();
+    layers.sort_by_key(|l| l.quality);
+    // Two rids that name one layer: the first keeps it.
+    layers.dedup_by_key(|l| l.quality);
+    layers
 }
 
 /// Check the offer's m-lines against the lists before str0m applies anything.
