@@ -5,6 +5,7 @@
 mod floor;
 mod measure;
 mod media;
+mod netcap;
 mod participant;
 mod report;
 mod scenario;
@@ -14,7 +15,8 @@ mod webrtc_client;
 use anyhow::{bail, Result};
 use clap::{Args, Parser, Subcommand};
 use media::VideoSpec;
-use scenario::{Common, Plan};
+use participant::View;
+use scenario::{Common, Plan, SiteOptions};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -69,6 +71,38 @@ struct CommonArgs {
     /// No progress line.
     #[arg(long, global = true)]
     quiet: bool,
+    /// Publish cameras as the simulcast layers the server's `joined.simulcast`
+    /// lists (q/h/f: low/mid/high), each with the mid and rid extensions.
+    #[arg(long, global = true)]
+    simulcast: bool,
+    /// Simulcast layer bitrates low,mid,high in kbit/s (default: each layer's
+    /// max_kbps from the server, 150,500,1500 by default).
+    #[arg(long, global = true, value_delimiter = ',', num_args = 3)]
+    layer_kbps: Option<Vec<u32>>,
+    /// How subscribers show video: grid (every tile high, as before), or
+    /// speaker (the chair's camera pinned high, --small-tiles at low, the rest paused).
+    #[arg(long, global = true, value_enum, default_value_t = ViewArg::Grid)]
+    view: ViewArg,
+    /// Small tiles in the speaker view.
+    #[arg(long, global = true, default_value_t = 8)]
+    small_tiles: usize,
+    /// Put this many subscribing sites (the last ones) behind a kernel-shaped
+    /// link: a network namespace and veth with tc tbf and an nftables random
+    /// drop. Needs root and a private network namespace (unshare -n).
+    #[arg(long, global = true, default_value_t = 0)]
+    capped_sites: usize,
+    /// The capped sites' downlink rate, kbit/s.
+    #[arg(long, global = true, default_value_t = 800)]
+    cap_kbps: u32,
+    /// The capped sites' random loss of incoming UDP, percent.
+    #[arg(long, global = true, default_value_t = 1.0)]
+    cap_loss_pct: f64,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum ViewArg {
+    Grid,
+    Speaker,
 }
 
 #[derive(Subcommand)]
@@ -187,6 +221,29 @@ fn main() -> Result<()> {
             )],
         ),
     };
+
+    if a.capped_sites > netcap::MAX_CAPPED {
+        bail!("--capped-sites must be at most {}", netcap::MAX_CAPPED);
+    }
+    if !(0.0..=100.0).contains(&a.cap_loss_pct) {
+        bail!("--cap-loss-pct must be 0-100");
+    }
+    let options = SiteOptions {
+        simulcast: a.simulcast,
+        layer_kbps: a.layer_kbps.as_ref().map(|v| [v[0], v[1], v[2]]),
+        view: (a.view == ViewArg::Speaker).then_some(View::Speaker {
+            small: a.small_tiles,
+        }),
+        capped: a.capped_sites,
+        cap: Some(netcap::Cap {
+            kbps: a.cap_kbps,
+            loss_pct: a.cap_loss_pct,
+        }),
+    };
+    let mut plans = plans;
+    for plan in &mut plans {
+        options.apply(plan);
+    }
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

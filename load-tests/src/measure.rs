@@ -33,6 +33,26 @@ impl Phase {
 /// can be old when they arrive (held until the new peer connection is up).
 pub const FLOWING_AFTER: Duration = Duration::from_secs(1);
 
+/// A gap longer than this between two packets of a received video stream,
+/// both in the measured window, is a freeze.
+pub const FREEZE_GAP: Duration = Duration::from_millis(500);
+
+/// The counters one layer (or a single-layer track) delivered since the
+/// forwarder last switched to it: loss is the gaps inside a run only, since
+/// a layer that is not forwarded is not lost.
+#[derive(Debug, Clone, Copy)]
+struct Run {
+    min: u32,
+    max: u32,
+    packets: u64,
+}
+
+impl Run {
+    fn lost(&self) -> u64 {
+        u64::from(self.max - self.min + 1).saturating_sub(self.packets)
+    }
+}
+
 /// Running numbers for one (subscriber, source track) pair.
 #[derive(Debug)]
 pub struct TrackMeter {
@@ -40,8 +60,21 @@ pub struct TrackMeter {
     first_packet: Option<Duration>,
     first_keyframe: Option<Duration>,
     seen: HashSet<u32>,
-    min_counter: Option<u32>,
-    max_counter: Option<u32>,
+    /// Open runs by layer + 1 (0: no layer), and the loss of closed ones.
+    runs: [Option<Run>; 4],
+    closed_lost: u64,
+    /// The layer being forwarded: the last one whose keyframe started it.
+    current_layer: Option<Option<u8>>,
+    pub layer_switches: u64,
+    pub window_layer_switches: u64,
+    /// Packets of each layer (low, mid, high) in the measured window.
+    pub window_layer_packets: [u64; 3],
+    /// Gaps > `FREEZE_GAP` in the window, and the longest gap there.
+    pub freezes: u64,
+    pub longest_gap: Duration,
+    last_window_at: Option<Instant>,
+    /// Payload bytes per second since the step began (every phase).
+    pub bytes_by_second: Vec<u64>,
     pub packets: u64,
     pub bytes: u64,
     pub duplicates: u64,
@@ -53,7 +86,7 @@ pub struct TrackMeter {
     ramp_flowing_latencies_us: Vec<u32>,
     /// The largest latency (µs) and the packets in each second since the
     /// step began, every phase.
-    by_second: Vec<(u32, u32)>,
+    pub by_second: Vec<(u32, u32)>,
     /// One-way latency of the first packet received on this track (µs).
     first_latency_us: Option<u32>,
     /// RFC 3550 interarrival jitter, in microseconds.
@@ -70,8 +103,16 @@ impl TrackMeter {
             first_packet: None,
             first_keyframe: None,
             seen: HashSet::new(),
-            min_counter: None,
-            max_counter: None,
+            runs: [None; 4],
+            closed_lost: 0,
+            current_layer: None,
+            layer_switches: 0,
+            window_layer_switches: 0,
+            window_layer_packets: [0; 3],
+            freezes: 0,
+            longest_gap: Duration::ZERO,
+            last_window_at: None,
+            bytes_by_second: Vec::new(),
             packets: 0,
             bytes: 0,
             duplicates: 0,
@@ -109,11 +150,46 @@ impl TrackMeter {
             self.duplicates += 1;
             return None;
         }
-        if self.max_counter.is_some_and(|m| t.counter < m) {
+        let layer = t.layer();
+        // A switch starts on a keyframe of the new layer; a stray late packet
+        // of the old one (a repair) does not switch back.
+        let starts = t.flags & FLAG_KEYFRAME_START != 0 || self.current_layer.is_none();
+        if starts && self.current_layer != Some(layer) {
+            if self.current_layer.is_some() {
+                self.layer_switches += 1;
+                if phase == Phase::Steady {
+                    self.window_layer_switches += 1;
+                }
+            }
+            self.current_layer = Some(layer);
+            // The new layer's earlier run (before it was switched away) ends.
+            let slot = &mut self.runs[layer.map_or(0, |l| usize::from(l) + 1)];
+            self.closed_lost += slot.take().map_or(0, |r| r.lost());
+        }
+        let run = self.runs[layer.map_or(0, |l| usize::from(l) + 1)].get_or_insert(Run {
+            min: t.counter,
+            max: t.counter,
+            packets: 0,
+        });
+        if t.counter < run.max {
             self.reordered += 1;
         }
-        self.min_counter = Some(self.min_counter.map_or(t.counter, |m| m.min(t.counter)));
-        self.max_counter = Some(self.max_counter.map_or(t.counter, |m| m.max(t.counter)));
+        run.min = run.min.min(t.counter);
+        run.max = run.max.max(t.counter);
+        run.packets += 1;
+        if phase == Phase::Steady {
+            if let Some(l) = layer {
+                self.window_layer_packets[usize::from(l.min(2))] += 1;
+            }
+            if let Some(prev) = self.last_window_at {
+                let gap = now.saturating_duration_since(prev);
+                self.longest_gap = self.longest_gap.max(gap);
+                if gap > FREEZE_GAP {
+                    self.freezes += 1;
+                }
+            }
+            self.last_window_at = Some(now);
+        }
         self.packets += 1;
         self.bytes += payload_len as u64;
         let transit = now_unix_us as i64 - t.sent_unix_us as i64;
@@ -141,25 +217,26 @@ impl TrackMeter {
         Some(latency_us)
     }
 
-    /// Note a packet's latency in second `second` of the step (bounded to an hour).
-    pub fn note_second(&mut self, second: usize, latency_us: u32) {
+    /// Note a packet's latency and payload bytes in second `second` of the
+    /// step (bounded to an hour).
+    pub fn note_second(&mut self, second: usize, latency_us: u32, bytes: usize) {
         if second >= 3600 {
             return;
         }
         if self.by_second.len() <= second {
             self.by_second.resize(second + 1, (0, 0));
+            self.bytes_by_second.resize(second + 1, 0);
         }
         let b = &mut self.by_second[second];
         b.0 = b.0.max(latency_us);
         b.1 += 1;
+        self.bytes_by_second[second] += bytes as u64;
     }
 
-    /// Packets missing between the first and last received counter.
+    /// Packets missing between the first and last received counter of each
+    /// run (a layer while it was forwarded).
     pub fn lost(&self) -> u64 {
-        match (self.min_counter, self.max_counter) {
-            (Some(lo), Some(hi)) => u64::from(hi - lo + 1).saturating_sub(self.packets),
-            _ => 0,
-        }
+        self.closed_lost + self.runs.iter().flatten().map(Run::lost).sum::<u64>()
     }
 
     pub fn summary(&self) -> TrackSummary {

@@ -16,6 +16,11 @@ pub const TRAILER_LEN: usize = 21;
 const MAGIC: &[u8; 4] = b"SFUL";
 /// The packet starts a keyframe.
 pub const FLAG_KEYFRAME_START: u8 = 1;
+/// Flags bits 1-2: the simulcast layer + 1 (0: not simulcast).
+const LAYER_SHIFT: u8 = 1;
+/// Simulcast layers count their packets in disjoint ranges of the counter
+/// (layer << 28), so one track's layers never look like each other's loss.
+pub const LAYER_COUNTER_SHIFT: u32 = 28;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Trailer {
@@ -37,6 +42,14 @@ impl Trailer {
         t[8..12].copy_from_slice(&self.counter.to_be_bytes());
         t[12..20].copy_from_slice(&self.sent_unix_us.to_be_bytes());
         t[20] = self.flags;
+    }
+
+    /// The simulcast layer (0 low, 1 mid, 2 high), if the sender marked one.
+    pub fn layer(&self) -> Option<u8> {
+        match (self.flags >> LAYER_SHIFT) & 3 {
+            0 => None,
+            l => Some(l - 1),
+        }
     }
 
     pub fn read(payload: &[u8]) -> Option<Self> {
@@ -70,6 +83,9 @@ pub struct VideoSpec {
     pub keyframe_interval_s: u32,
 }
 
+/// Simulcast: the layers' bitrates (low, mid, high), kbit/s.
+pub type LayerRates = [u32; 3];
+
 /// One RTP payload ready to send.
 #[derive(Debug, Clone)]
 pub struct Packet {
@@ -86,6 +102,10 @@ pub struct Vp8Source {
     counter: u32,
     frame: u64,
     keyframe_requested: bool,
+    /// Simulcast layer (0 low, 1 mid, 2 high): marks the trailer, and gives
+    /// the payload descriptor a 15-bit picture ID, as a browser's layers have.
+    layer: Option<u8>,
+    picture_id: u16,
 }
 
 impl Vp8Source {
@@ -96,7 +116,27 @@ impl Vp8Source {
             counter: 0,
             frame: 0,
             keyframe_requested: true,
+            layer: None,
+            picture_id: 0,
         }
+    }
+
+    /// One layer of a simulcast camera: same source id, its own counter range
+    /// and picture IDs (starting anywhere, as an encoder's do).
+    pub fn layer(spec: VideoSpec, source: u32, layer: u8) -> Self {
+        Self {
+            counter: u32::from(layer) << LAYER_COUNTER_SHIFT,
+            layer: Some(layer),
+            picture_id: (source.wrapping_mul(7919) as u16).wrapping_add(u16::from(layer) * 1000)
+                & 0x7fff,
+            ..Self::new(spec, source)
+        }
+    }
+
+    /// A frame time that passes without sending (a stopped layer), so the
+    /// RTP clock keeps pace with the other layers.
+    pub fn skip_frame(&mut self) {
+        self.frame += 1;
     }
 
     pub fn id(&self) -> u32 {
@@ -126,30 +166,49 @@ impl Vp8Source {
         let rtp_ts = (self.frame * 90_000 / u64::from(self.spec.fps.max(1))) as u32;
         self.frame += 1;
 
-        let per_packet = MAX_PAYLOAD - 1 - TRAILER_LEN;
+        // VP8 payload descriptor (RFC 7741): 1 byte, or 4 with X, I and a
+        // 15-bit picture ID (M bit) for simulcast layers.
+        let desc = if self.layer.is_some() { 4 } else { 1 };
+        let picture_id = self.picture_id;
+        self.picture_id = (self.picture_id + 1) & 0x7fff;
+        // A single layer is 640×360; simulcast layers are 1280×720 halved per layer below high.
+        let (width, height) = match self.layer {
+            None => (640u16, 360u16),
+            Some(l) => (1280 >> (2 - l.min(2)), 720 >> (2 - l.min(2))),
+        };
+        let per_packet = MAX_PAYLOAD - desc - TRAILER_LEN;
         let count = size.div_ceil(per_packet);
         let now = unix_us();
+        let layer_flags = self.layer.map_or(0, |l| (l + 1) << LAYER_SHIFT);
         (0..count)
             .map(|i| {
                 let body = per_packet.min(size - i * per_packet);
-                let mut payload = vec![0u8; 1 + body + TRAILER_LEN];
-                // VP8 payload descriptor (RFC 7741): S bit on the first packet, PID 0.
-                payload[0] = if i == 0 { 0x10 } else { 0x00 };
+                let mut payload = vec![0u8; desc + body + TRAILER_LEN];
+                let start = if i == 0 { 0x10 } else { 0x00 };
+                if desc == 4 {
+                    payload[0] = 0x80 | start;
+                    payload[1] = 0x80;
+                    payload[2..4].copy_from_slice(&(0x8000 | picture_id).to_be_bytes());
+                } else {
+                    payload[0] = start;
+                }
                 if i == 0 {
                     // VP8 frame tag: P bit (bit 0) clear on keyframes, then the
-                    // keyframe start code and a 640×360 size.
-                    payload[1] = if key { 0x00 } else { 0x01 };
-                    if key && payload.len() > 10 {
-                        payload[4..7].copy_from_slice(&[0x9d, 0x01, 0x2a]);
-                        payload[7..9].copy_from_slice(&640u16.to_le_bytes());
-                        payload[9..11].copy_from_slice(&360u16.to_le_bytes());
+                    // keyframe start code and the picture size.
+                    let f = &mut payload[desc..];
+                    f[0] = if key { 0x00 } else { 0x01 };
+                    if key && f.len() > 10 {
+                        f[3..6].copy_from_slice(&[0x9d, 0x01, 0x2a]);
+                        f[6..8].copy_from_slice(&width.to_le_bytes());
+                        f[8..10].copy_from_slice(&height.to_le_bytes());
                     }
                 }
-                let flags = if key && i == 0 {
-                    FLAG_KEYFRAME_START
-                } else {
-                    0
-                };
+                let flags = layer_flags
+                    | if key && i == 0 {
+                        FLAG_KEYFRAME_START
+                    } else {
+                        0
+                    };
                 Trailer {
                     source: self.source,
                     counter: self.counter,
@@ -264,5 +323,34 @@ mod tests {
         // ~1500 kbps at 30 fps: a delta frame is about 5.6 kB.
         let bytes: usize = delta.iter().map(|p| p.payload.len()).sum();
         assert!((5000..7000).contains(&bytes), "{bytes}");
+    }
+
+    #[test]
+    fn simulcast_layers_carry_picture_ids_and_their_layer() {
+        let spec = VideoSpec {
+            fps: 30,
+            bitrate_kbps: 150,
+            keyframe_interval_s: 2,
+        };
+        let mut low = Vp8Source::layer(spec, 5, 0);
+        let key = low.next_frame();
+        let delta = low.next_frame();
+        let pid = |f: &[Packet]| u16::from_be_bytes([f[0].payload[2], f[0].payload[3]]);
+        for f in [&key, &delta] {
+            assert_eq!(f[0].payload[0], 0x90, "X and S bits");
+            assert_eq!(f[0].payload[1], 0x80, "I bit");
+            assert_eq!(pid(f) & 0x8000, 0x8000, "15-bit picture ID (M bit)");
+        }
+        assert_eq!(pid(&delta) & 0x7fff, (pid(&key) + 1) & 0x7fff);
+        assert_eq!(key[0].payload[4] & 1, 0, "keyframe P bit after the descriptor");
+        assert_eq!(delta[0].payload[4] & 1, 1);
+        let t = Trailer::read(&key[0].payload).unwrap();
+        assert_eq!((t.source, t.layer()), (5, Some(0)));
+        let high = Vp8Source::layer(spec, 5, 2).next_frame();
+        let t = Trailer::read(&high[0].payload).unwrap();
+        assert_eq!(t.layer(), Some(2));
+        assert_eq!(t.counter >> LAYER_COUNTER_SHIFT, 2);
+        let single = Vp8Source::new(spec, 5).next_frame();
+        assert_eq!(Trailer::read(&single[0].payload).unwrap().layer(), None);
     }
 }

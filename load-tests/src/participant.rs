@@ -2,7 +2,7 @@
 //! the web client's protocol, publishes synthetic media, subscribes to every
 //! published track, and measures what it receives.
 
-use crate::media::{OpusSource, VideoSpec, Vp8Source};
+use crate::media::{LayerRates, OpusSource, VideoSpec, Vp8Source};
 use crate::webrtc_client::{self as wc, Handler, Meters, PcEvent};
 use anyhow::{anyhow, bail, Context, Result};
 use futures_util::{SinkExt, StreamExt};
@@ -13,11 +13,14 @@ use rtc::rtp::extension::HeaderExtension;
 use rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
 use rtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
 use serde_json::{json, Value};
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
+use std::collections::{HashMap, HashSet};
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
+use serde::Serialize;
 use tokio_tungstenite::tungstenite::Message;
 use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
 use webrtc::media_stream::track_local::TrackLocal;
@@ -32,6 +35,35 @@ pub struct ParticipantSpec {
     pub screen: Option<VideoSpec>,
     pub microphone: bool,
     pub subscribe: bool,
+    /// Publish the camera as the simulcast layers `joined.simulcast` lists
+    /// (at these rates if given, else at each layer's `max_kbps`).
+    pub simulcast: bool,
+    pub layer_kbps: Option<LayerRates>,
+    /// How this site shows what it receives (`update_subscription`).
+    pub view: View,
+    /// The address its peer connection's UDP socket binds to.
+    pub bind_ip: IpAddr,
+    /// Behind a kernel-shaped link (for the report; the shaping is the caller's).
+    pub capped: bool,
+}
+
+/// How a subscriber lays out the video it receives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum View {
+    /// Every video tile large and playing: no `update_subscription` at all.
+    Grid,
+    /// One pinned large tile (the chair's camera, else the first), `small`
+    /// small tiles at the low layer, every other camera paused.
+    Speaker { small: usize },
+}
+
+/// What one subscriber made of another site's camera.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Tile {
+    Pinned,
+    Small,
+    Paused,
 }
 
 /// Shared by every participant of a run.
@@ -62,6 +94,20 @@ pub struct RunState {
     pub members: Mutex<std::collections::HashMap<usize, Member>>,
     /// Source id → the index of the participant that publishes it.
     pub source_owner: Mutex<std::collections::HashMap<u32, usize>>,
+    /// The server's participant id → participant index.
+    pub participant_index: Mutex<HashMap<u64, usize>>,
+    /// (subscriber index, publisher index) → how the subscriber shows that
+    /// publisher's camera (speaker view only).
+    pub tiles: Mutex<HashMap<(usize, usize), Tile>>,
+    /// `publish_layers` messages publishers got, and layer stops and restarts
+    /// they made in answer.
+    pub publish_layers_msgs: AtomicU64,
+    pub layer_stops: AtomicU64,
+    pub layer_starts: AtomicU64,
+    /// `downlink` starved notices subscribers got.
+    pub starved_notices: AtomicU64,
+    /// Participant indexes behind a capped link.
+    pub capped: Mutex<HashSet<usize>>,
 }
 
 /// One participant's stay, for checking that it received media from every
@@ -165,6 +211,13 @@ async fn run_inner(
         }
     };
     let joined_ms = started.elapsed().as_secs_f64() * 1000.0;
+    if let Some(pid) = joined["participant_id"].as_u64() {
+        state.participant_index.lock().unwrap().insert(pid, index);
+    }
+    let mut view = ViewState::new(spec.view);
+    for p in joined["participants"].as_array().into_iter().flatten() {
+        view.name(p);
+    }
 
     let meters: Meters = Default::default();
     state
@@ -173,10 +226,12 @@ async fn run_inner(
         .unwrap()
         .push((index, meters.clone()));
     let (pc_tx, mut pc_rx) = mpsc::unbounded_channel();
+    let mut engine = wc::media_engine()?;
+    let interceptors = wc::interceptors(&mut engine)?;
     let pc = PeerConnectionBuilder::new()
-        .with_media_engine(wc::media_engine()?)
+        .with_media_engine(engine)
         .with_setting_engine(wc::setting_engine())
-        .with_interceptor_registry(wc::interceptors())
+        .with_interceptor_registry(interceptors)
         .with_handler(Arc::new(Handler {
             events: pc_tx,
             meters,
@@ -184,7 +239,7 @@ async fn run_inner(
             state: state.clone(),
         }))
         .with_runtime(webrtc::runtime::default_runtime().ok_or_else(|| anyhow!("no runtime"))?)
-        .with_udp_addrs(vec!["127.0.0.1:0"])
+        .with_udp_addrs(vec![format!("{}:0", spec.bind_ip)])
         .build()
         .await?;
 
@@ -192,9 +247,61 @@ async fn run_inner(
     let mut publications = Vec::new();
     let mut senders: Vec<JoinHandle<()>> = Vec::new();
     let mut pending_senders: Vec<Box<dyn FnOnce() -> JoinHandle<()> + Send>> = Vec::new();
+    // Simulcast: the layers the server asks for, lowest first, as (rid, layer index, kbps).
+    let layers: Vec<(String, u8, u32)> = joined["simulcast"]["layers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|l| {
+            let q = match l["quality"].as_str()? {
+                "low" => 0,
+                "mid" => 1,
+                "high" => 2,
+                _ => return None,
+            };
+            let kbps = spec.layer_kbps.map_or(l["max_kbps"].as_u64()? as u32, |r| r[q]);
+            Some((l["rid"].as_str()?.to_owned(), q as u8, kbps.max(10)))
+        })
+        .collect();
+    // The camera's layers on or off (dynacast), and its mid, to match `published`.
+    let (active_tx, active_rx) = watch::channel([true; 3]);
+    let mut camera_transceiver: Option<Arc<dyn RtpTransceiver>> = None;
+    let mut camera_track_id: Option<u64> = None;
     let video_tracks = [("camera", spec.camera), ("screen", spec.screen)];
     for (source, video) in video_tracks {
         let Some(video) = video else { continue };
+        if source == "camera" && spec.simulcast && !layers.is_empty() {
+            let with_ssrc: Vec<(String, u32)> =
+                layers.iter().map(|(rid, _, _)| (rid.clone(), fastrand_u32())).collect();
+            let track = wc::simulcast_track(source, &with_ssrc);
+            let id = publish(&pc, &track, source, index, state, &mut publications).await?;
+            let transceiver = publications.last().expect("just published").transceiver.clone();
+            camera_transceiver = Some(transceiver.clone());
+            let senders: Vec<LayerSender> = layers
+                .iter()
+                .zip(&with_ssrc)
+                .map(|((rid, q, kbps), (_, ssrc))| LayerSender {
+                    rid: rid.clone(),
+                    layer: *q,
+                    stream: RtpStream::new(*ssrc, wc::VP8_PT),
+                    source: Vp8Source::layer(
+                        VideoSpec {
+                            bitrate_kbps: *kbps,
+                            ..video
+                        },
+                        id,
+                        *q,
+                    ),
+                    keyframe_wanted: Arc::new(AtomicBool::new(false)),
+                    active: true,
+                })
+                .collect();
+            let (st, stop, active) = (state.clone(), stop.clone(), active_rx.clone());
+            pending_senders.push(Box::new(move || {
+                tokio::spawn(send_simulcast(track, transceiver, senders, active, st, stop))
+            }));
+            continue;
+        }
         let ssrc = fastrand_u32();
         let track = wc::local_track(RtpCodecKind::Video, source, ssrc, Some(fastrand_u32()));
         let id = publish(&pc, &track, source, index, state, &mut publications).await?;
@@ -236,6 +343,7 @@ async fn run_inner(
             if first_offer && publications.is_empty() && subscriptions.is_empty() {
                 renegotiate = false;
             } else {
+                view.offered(&subscriptions);
                 offer(
                     &pc,
                     &mut ws_tx,
@@ -270,7 +378,40 @@ async fn run_inner(
                         let sdp = v["sdp"].as_str().unwrap_or_default().to_owned();
                         pc.set_remote_description(RTCSessionDescription::answer(sdp)?).await?;
                         awaiting_answer = false;
+                        if let Some(t) = &camera_transceiver {
+                            let mid = t.mid().await?.unwrap_or_default();
+                            for p in v["published"].as_array().into_iter().flatten() {
+                                if p["mid"] == mid.as_str() {
+                                    camera_track_id = p["track_id"].as_u64();
+                                }
+                            }
+                        }
+                        view.confirm();
+                        for update in view.updates(index, &subscriptions, state) {
+                            send(&mut ws_tx, update).await?;
+                        }
                     }
+                    "publish_layers" => {
+                        state.publish_layers_msgs.fetch_add(1, Relaxed);
+                        if camera_track_id.is_some() && v["track_id"].as_u64() == camera_track_id {
+                            let mut on = [false; 3];
+                            for q in v["active"].as_array().into_iter().flatten() {
+                                match q.as_str() {
+                                    Some("low") => on[0] = true,
+                                    Some("mid") => on[1] = true,
+                                    Some("high") => on[2] = true,
+                                    _ => {}
+                                }
+                            }
+                            let _ = active_tx.send(on);
+                        }
+                    }
+                    "downlink" => {
+                        if v["starved"] == true {
+                            state.starved_notices.fetch_add(1, Relaxed);
+                        }
+                    }
+                    "participant_joined" => view.name(&v["participant"]),
                     "track_published" if spec.subscribe => {
                         let pid = v["participant_id"].as_u64().unwrap_or(0);
                         subscriptions.push(subscribe(&pc, state, &mut idle, &v["track"], pid).await?);
@@ -444,14 +585,15 @@ async fn offer(
 async fn write(
     track: &TrackLocalStaticRTP,
     pkt: rtp::Packet,
-    ext: Option<HeaderExtension>,
+    ext: &[HeaderExtension],
     state: &RunState,
     stop: &watch::Receiver<bool>,
 ) {
     let bytes = pkt.payload.len() as u64;
-    let result = match ext {
-        Some(e) => track.write_rtp_with_extensions(pkt, &[e]).await,
-        None => track.write_rtp(pkt).await,
+    let result = if ext.is_empty() {
+        track.write_rtp(pkt).await
+    } else {
+        track.write_rtp_with_extensions(pkt, ext).await
     };
     match result {
         Ok(()) => {
@@ -537,7 +679,7 @@ async fn send_video(
             source.request_keyframe();
         }
         for p in source.next_frame() {
-            write(&track, stream.packet(p), None, &state, &stop).await;
+            write(&track, stream.packet(p), &[], &state, &stop).await;
         }
     }
     listener.abort();
@@ -557,6 +699,181 @@ async fn send_audio(
         let level = source.audio_level();
         let pkt = stream.packet(source.next_packet());
         let ext = HeaderExtension::AudioLevel(AudioLevelExtension { level, voice: true });
-        write(&track, pkt, Some(ext), &state, &stop).await;
+        write(&track, pkt, &[ext], &state, &stop).await;
     }
+}
+
+/// The speaker view's tiles, sent as `update_subscription` when they change.
+struct ViewState {
+    view: View,
+    /// Participant id → display name (the chair's camera is pinned).
+    names: HashMap<u64, String>,
+    /// Track ids in the offer awaiting its answer, and those answered.
+    offered: HashSet<u64>,
+    confirmed: HashSet<u64>,
+    /// The tile last sent per track id.
+    sent: HashMap<u64, Tile>,
+}
+
+impl ViewState {
+    fn new(view: View) -> Self {
+        Self {
+            view,
+            names: HashMap::new(),
+            offered: HashSet::new(),
+            confirmed: HashSet::new(),
+            sent: HashMap::new(),
+        }
+    }
+
+    fn name(&mut self, participant: &Value) {
+        if let (Some(id), Some(name)) = (
+            participant["participant_id"].as_u64(),
+            participant["name"].as_str(),
+        ) {
+            self.names.insert(id, name.to_owned());
+        }
+    }
+
+    fn offered(&mut self, subscriptions: &[Subscription]) {
+        self.offered = subscriptions.iter().map(|s| s.track_id).collect();
+    }
+
+    /// The answer came: the server now knows the offered subscriptions
+    /// (updates for others would be ignored).
+    fn confirm(&mut self) {
+        self.confirmed = std::mem::take(&mut self.offered);
+    }
+
+    /// `update_subscription` messages for the tiles that changed. The order
+    /// is by track id (join order): the chair's camera pinned, else the first.
+    fn updates(&mut self, index: usize, subs: &[Subscription], state: &RunState) -> Vec<Value> {
+        let View::Speaker { small } = self.view else {
+            return Vec::new();
+        };
+        let mut videos: Vec<&Subscription> = subs
+            .iter()
+            .filter(|s| s.kind == RtpCodecKind::Video && self.confirmed.contains(&s.track_id))
+            .collect();
+        videos.sort_by_key(|s| s.track_id);
+        let chair = videos.iter().position(|s| {
+            self.names
+                .get(&s.participant_id)
+                .is_some_and(|n| n == "chair")
+        });
+        let pinned = chair.unwrap_or(0);
+        let mut out = Vec::new();
+        let mut smalls = 0;
+        for (i, s) in videos.iter().enumerate() {
+            let tile = if i == pinned {
+                Tile::Pinned
+            } else if smalls < small {
+                smalls += 1;
+                Tile::Small
+            } else {
+                Tile::Paused
+            };
+            let owner = state
+                .participant_index
+                .lock()
+                .unwrap()
+                .get(&s.participant_id)
+                .copied();
+            if let Some(owner) = owner {
+                state.tiles.lock().unwrap().insert((index, owner), tile);
+            }
+            if self.sent.insert(s.track_id, tile) == Some(tile) {
+                continue;
+            }
+            let (paused, quality, pinned) = match tile {
+                Tile::Pinned => (false, "high", true),
+                Tile::Small => (false, "low", false),
+                Tile::Paused => (true, "low", false),
+            };
+            out.push(json!({"type": "update_subscription", "track_id": s.track_id,
+                "paused": paused, "quality": quality, "pinned": pinned}));
+        }
+        out
+    }
+}
+
+/// One simulcast layer of the camera being sent.
+struct LayerSender {
+    rid: String,
+    /// 0 low, 1 mid, 2 high.
+    layer: u8,
+    stream: RtpStream,
+    source: Vp8Source,
+    keyframe_wanted: Arc<AtomicBool>,
+    active: bool,
+}
+
+/// The camera as simulcast layers: each frame time, every active layer sends
+/// its frame with the mid and rid extensions. A layer the server switched off
+/// (`publish_layers`) sends nothing; switched on again, it starts with a
+/// keyframe. A PLI/FIR names the layer (SSRC) it wants a keyframe of.
+async fn send_simulcast(
+    track: Arc<TrackLocalStaticRTP>,
+    transceiver: Arc<dyn RtpTransceiver>,
+    mut layers: Vec<LayerSender>,
+    active: watch::Receiver<[bool; 3]>,
+    state: Arc<RunState>,
+    stop: watch::Receiver<bool>,
+) {
+    let Some(first) = layers.first() else { return };
+    let mid = match transceiver.mid().await {
+        Ok(Some(mid)) => mid,
+        _ => {
+            state.error("simulcast camera has no mid");
+            return;
+        }
+    };
+    let mut tick = start_sender(&state, first.source.id(), first.source.frame_interval());
+    let listener = {
+        let track = track.clone();
+        let wanted: Vec<(u32, Arc<AtomicBool>)> = layers
+            .iter()
+            .map(|l| (l.stream.ssrc, l.keyframe_wanted.clone()))
+            .collect();
+        tokio::spawn(async move {
+            while let Some(ssrcs) = wc::next_keyframe_request(&track).await {
+                for (ssrc, flag) in &wanted {
+                    if ssrcs.contains(ssrc) {
+                        flag.store(true, Relaxed);
+                    }
+                }
+            }
+        })
+    };
+    while !*stop.borrow() {
+        tick.tick().await;
+        let on = *active.borrow();
+        for l in &mut layers {
+            let wanted = on[usize::from(l.layer.min(2))];
+            if wanted != l.active {
+                let counter = if wanted {
+                    &state.layer_starts
+                } else {
+                    &state.layer_stops
+                };
+                counter.fetch_add(1, Relaxed);
+                l.active = wanted;
+                if wanted {
+                    l.source.request_keyframe();
+                }
+            }
+            if !l.active {
+                l.source.skip_frame();
+                continue;
+            }
+            if l.keyframe_wanted.swap(false, Relaxed) {
+                l.source.request_keyframe();
+            }
+            for p in l.source.next_frame() {
+                let ext = [wc::sdes(wc::MID_URI, &mid), wc::sdes(wc::RID_URI, &l.rid)];
+                write(&track, l.stream.packet(p), &ext, &state, &stop).await;
+            }
+        }
+    }
+    listener.abort();
 }

@@ -132,6 +132,82 @@ pub fn table(steps: &[StepResult]) -> String {
         "no media: members that got no packet of some track of another member of their room while together ≥ {:.0} s / members checked\n",
         steps.first().map_or(0.0, |s| s.together_min_s)
     ));
+    for s in steps.iter().filter(|s| !s.sites.is_empty()) {
+        out.push_str(&sites_table(s));
+    }
+    out
+}
+
+/// One row per subscribing site, then the uncapped and capped sites' worst.
+fn sites_table(s: &StepResult) -> String {
+    let mut out = format!(
+        "\n{}: per site, measured window (downlink = payload kbit/s over 1 s windows; wire ≈ + {} B/packet){}\n",
+        s.label,
+        crate::scenario::WIRE_OVERHEAD,
+        s.cap.map_or(String::new(), |c| format!(
+            "; capped: {} kbit/s tbf + {} % nft drop",
+            c.kbps, c.loss_pct
+        )),
+    );
+    out.push_str(&format!(
+        "{:<12} {:>6} {:>17} {:>17} {:>6} {:>11} {:>20} {:>7} {:>8} {:>8} {:>11} {:>6} {:>8}\n",
+        "site", "capped", "down kbps mean/max", "wire kbps mean/max", "videos", "tiles p/s/x",
+        "layer pkts low/mid/hi", "paused", "loss%", "freezes", "longest gap", "switch", "p99 ms"
+    ));
+    for site in &s.sites {
+        out.push_str(&format!(
+            "{:<12} {:>6} {:>17} {:>17} {:>6} {:>11} {:>20} {:>7} {:>8.3} {:>8} {:>11.0} {:>6} {:>8.1}\n",
+            site.name,
+            if site.capped { "yes" } else { "-" },
+            format!("{:.0}/{:.0}", site.downlink_kbps_mean, site.downlink_kbps_max),
+            format!("{:.0}/{:.0}", site.wire_kbps_mean, site.wire_kbps_max),
+            site.video_tracks,
+            format!("{}/{}/{}", site.tiles.0, site.tiles.1, site.tiles.2),
+            format!(
+                "{}/{}/{}",
+                site.layer_packets[0], site.layer_packets[1], site.layer_packets[2]
+            ),
+            site.paused_tile_packets,
+            site.loss_percent,
+            site.freezes,
+            site.longest_gap_ms,
+            site.layer_switches,
+            site.latency_ms_p99,
+        ));
+    }
+    for capped in [false, true] {
+        let group: Vec<_> = s.sites.iter().filter(|x| x.capped == capped).collect();
+        if group.is_empty() {
+            continue;
+        }
+        let max = |f: &dyn Fn(&crate::scenario::SiteResult) -> f64| {
+            group.iter().map(|x| f(x)).fold(0.0, f64::max)
+        };
+        out.push_str(&format!(
+            "{} sites ({}): down kbps mean {:.0}–{:.0}, max 1 s {:.0} (wire ≈ {:.0}/{:.0}); loss ≤ {:.3} %; freezes {} (longest gap {:.0} ms); switches {}; p99 ≤ {:.1} ms; paused-tile packets {}\n",
+            if capped { "capped" } else { "uncapped" },
+            group.len(),
+            group.iter().map(|x| x.downlink_kbps_mean).fold(f64::MAX, f64::min),
+            max(&|x| x.downlink_kbps_mean),
+            max(&|x| x.downlink_kbps_max),
+            max(&|x| x.wire_kbps_mean),
+            max(&|x| x.wire_kbps_max),
+            max(&|x| x.loss_percent),
+            group.iter().map(|x| x.freezes).sum::<u64>(),
+            max(&|x| x.longest_gap_ms),
+            group.iter().map(|x| x.layer_switches).sum::<u64>(),
+            max(&|x| x.latency_ms_p99),
+            group.iter().map(|x| x.paused_tile_packets).sum::<u64>(),
+        ));
+    }
+    out.push_str(&format!(
+        "dynacast: publish_layers {} · layer stops {} · restarts {} · starved notices {} · sfu layer switches {}\n",
+        s.publish_layers_msgs,
+        s.layer_stops,
+        s.layer_starts,
+        s.starved_notices,
+        reasons(&s.sfu_layer_switches),
+    ));
     out
 }
 

@@ -3,7 +3,8 @@
 use crate::floor::{self, FloorResult};
 use crate::measure::{percentile, Phase};
 use crate::media::VideoSpec;
-use crate::participant::{self, Member, ParticipantSpec, RunState};
+use crate::netcap::{self, Cap};
+use crate::participant::{self, Member, ParticipantSpec, RunState, Tile, View};
 use crate::server::{Scrape, ServerUnderTest};
 use anyhow::Result;
 use serde::Serialize;
@@ -46,6 +47,10 @@ pub struct Plan {
     pub churn_rooms: Vec<String>,
     /// Fan-out to compare with the floor relay (copies per inbound packet).
     pub floor_fanout: Option<usize>,
+    /// Report every subscribing site (simulcast, views, caps).
+    pub per_site: bool,
+    /// The shaping of the capped sites' links (those with `capped` set).
+    pub cap: Option<Cap>,
 }
 
 pub fn spec(
@@ -62,6 +67,48 @@ pub fn spec(
         screen: None,
         microphone: mic,
         subscribe,
+        simulcast: false,
+        layer_kbps: None,
+        view: View::Grid,
+        bind_ip: LOCALHOST,
+        capped: false,
+    }
+}
+
+const LOCALHOST: std::net::IpAddr = std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+
+/// Options for the sites of a step: simulcast publishing, the subscribers'
+/// view, and kernel-capped downlinks for some of them.
+#[derive(Debug, Clone, Default)]
+pub struct SiteOptions {
+    pub simulcast: bool,
+    pub layer_kbps: Option<crate::media::LayerRates>,
+    pub view: Option<View>,
+    /// The last `capped` subscribing sites (never the chair) sit behind `cap`.
+    pub capped: usize,
+    pub cap: Option<Cap>,
+}
+
+impl SiteOptions {
+    pub fn apply(&self, plan: &mut Plan) {
+        for p in &mut plan.participants {
+            p.simulcast = self.simulcast;
+            p.layer_kbps = self.layer_kbps;
+            if let Some(v) = self.view {
+                p.view = v;
+            }
+        }
+        plan.per_site = self.simulcast || self.view.is_some() || self.capped > 0;
+        plan.cap = self.cap.filter(|_| self.capped > 0);
+        let mut left = self.capped;
+        for (k, p) in plan.participants.iter_mut().rev().enumerate() {
+            if left == 0 || p.name == "chair" || !p.subscribe {
+                continue;
+            }
+            p.capped = true;
+            p.bind_ip = netcap::site_ip(k);
+            left -= 1;
+        }
     }
 }
 
@@ -77,6 +124,8 @@ pub fn fanout(subscribers: usize, video: VideoSpec) -> Plan {
         churn_every: None,
         churn_rooms: Vec::new(),
         floor_fanout: Some(subscribers),
+        per_site: false,
+        cap: None,
     }
 }
 
@@ -92,6 +141,8 @@ pub fn briefing(sites: usize, video: VideoSpec) -> Plan {
         churn_every: None,
         churn_rooms: Vec::new(),
         floor_fanout: Some(sites),
+        per_site: false,
+        cap: None,
     }
 }
 
@@ -108,6 +159,8 @@ pub fn consult(doctors: usize, video: VideoSpec, screen: VideoSpec) -> Plan {
         churn_every: None,
         churn_rooms: Vec::new(),
         floor_fanout: Some(doctors.saturating_sub(1)),
+        per_site: false,
+        cap: None,
     }
 }
 
@@ -133,6 +186,8 @@ pub fn rooms(rooms: usize, per_room: usize, video: VideoSpec) -> Plan {
         churn_every: None,
         churn_rooms: Vec::new(),
         floor_fanout: Some(per_room.saturating_sub(1)),
+        per_site: false,
+        cap: None,
     }
 }
 
@@ -164,6 +219,8 @@ pub fn churn(participants: usize, rooms: usize, every: Duration, video: VideoSpe
         churn_every: Some(every),
         churn_rooms: names,
         floor_fanout: None,
+        per_site: false,
+        cap: None,
     }
 }
 
@@ -284,7 +341,146 @@ pub struct StepResult {
     pub without_media_examples: Vec<String>,
     /// Subscriptions that reused an idle receive m-line (same mid), as the web client does.
     pub reused_mlines: u64,
+    /// Every subscribing site (simulcast, views and caps; empty otherwise).
+    pub sites: Vec<SiteResult>,
+    /// The capped sites' link, if any.
+    pub cap: Option<Cap>,
+    /// Dynacast as the publishers saw it: `publish_layers` messages, and the
+    /// layer stops and restarts they made; `downlink` starved notices.
+    pub publish_layers_msgs: u64,
+    pub layer_stops: u64,
+    pub layer_starts: u64,
+    pub starved_notices: u64,
+    /// The server's layer switches over the window, by direction.
+    pub sfu_layer_switches: BTreeMap<String, f64>,
     pub errors: Vec<String>,
+}
+
+/// Bytes added to each packet's payload on the wire: IPv4 20, UDP 8, RTP 12,
+/// header extensions about 16, SRTP tag 16 (an estimate; the tool counts payloads).
+pub const WIRE_OVERHEAD: u64 = 72;
+
+/// One subscribing site's reception in the measured window.
+#[derive(Debug, Clone, Serialize)]
+pub struct SiteResult {
+    pub name: String,
+    pub capped: bool,
+    /// Payload kbit/s received over the window's whole seconds: mean and the
+    /// largest 1-second value; and the same with the estimated wire overhead.
+    pub downlink_kbps_mean: f64,
+    pub downlink_kbps_max: f64,
+    pub wire_kbps_mean: f64,
+    pub wire_kbps_max: f64,
+    /// Video tracks with packets in the window, of the cameras it subscribed.
+    pub video_tracks: usize,
+    /// Tiles: pinned, small, paused (speaker view).
+    pub tiles: (usize, usize, usize),
+    /// Window packets of each layer (low, mid, high), over all its video.
+    pub layer_packets: [u64; 3],
+    /// Window packets on tiles it paused (should be 0).
+    pub paused_tile_packets: u64,
+    pub lost: u64,
+    pub loss_percent: f64,
+    /// Gaps > 500 ms in a received video stream within the window, and the longest gap.
+    pub freezes: u64,
+    pub longest_gap_ms: f64,
+    pub layer_switches: u64,
+    pub latency_ms_p99: f64,
+}
+
+/// Per-site reception, for the whole seconds `[from_s, to_s)` since the step began.
+fn site_results(state: &RunState, from_s: usize, to_s: usize) -> Vec<SiteResult> {
+    let sources = state.sources.lock().unwrap().clone();
+    let owners = state.source_owner.lock().unwrap().clone();
+    let members = state.members.lock().unwrap().clone();
+    let tiles = state.tiles.lock().unwrap().clone();
+    let capped = state.capped.lock().unwrap().clone();
+    let mut receivers: Vec<(usize, crate::webrtc_client::Meters)> =
+        state.receivers.lock().unwrap().clone();
+    receivers.sort_by_key(|(i, _)| *i);
+    let seconds = to_s.saturating_sub(from_s).max(1);
+    let mut out = Vec::new();
+    for (ri, meters) in receivers {
+        let Some(member) = members.get(&ri).filter(|m| m.subscribes) else {
+            continue;
+        };
+        let mut bytes = vec![0u64; seconds];
+        let mut packets = vec![0u64; seconds];
+        let mut site = SiteResult {
+            name: member.name.clone(),
+            capped: capped.contains(&ri),
+            downlink_kbps_mean: 0.0,
+            downlink_kbps_max: 0.0,
+            wire_kbps_mean: 0.0,
+            wire_kbps_max: 0.0,
+            video_tracks: 0,
+            tiles: (0, 0, 0),
+            layer_packets: [0; 3],
+            paused_tile_packets: 0,
+            lost: 0,
+            loss_percent: 0.0,
+            freezes: 0,
+            longest_gap_ms: 0.0,
+            layer_switches: 0,
+            latency_ms_p99: 0.0,
+        };
+        let mut latencies = Vec::new();
+        let mut received = 0;
+        for (source, meter) in meters.lock().unwrap().iter() {
+            let m = meter.lock().unwrap();
+            for (i, sec) in (from_s..to_s).enumerate() {
+                bytes[i] += m.bytes_by_second.get(sec).copied().unwrap_or(0);
+                packets[i] += m.by_second.get(sec).map_or(0, |b| u64::from(b.1));
+            }
+            let s = m.summary();
+            latencies.extend_from_slice(&s.latencies_us);
+            site.lost += s.lost;
+            received += s.packets;
+            if sources.get(source).is_some_and(|k| *k == "microphone") {
+                continue;
+            }
+            let window_packets = s.latencies_us.len() as u64;
+            let tile = owners.get(source).and_then(|o| tiles.get(&(ri, *o)));
+            if tile == Some(&Tile::Paused) {
+                site.paused_tile_packets += window_packets;
+            }
+            site.video_tracks += usize::from(window_packets > 0);
+            for (l, n) in m.window_layer_packets.iter().enumerate() {
+                site.layer_packets[l] += n;
+            }
+            site.freezes += m.freezes;
+            site.longest_gap_ms = site.longest_gap_ms.max(m.longest_gap.as_secs_f64() * 1000.0);
+            site.layer_switches += m.window_layer_switches;
+        }
+        for ((r, o), t) in &tiles {
+            if *r == ri && members.contains_key(o) {
+                match t {
+                    Tile::Pinned => site.tiles.0 += 1,
+                    Tile::Small => site.tiles.1 += 1,
+                    Tile::Paused => site.tiles.2 += 1,
+                }
+            }
+        }
+        let kbps = |b: u64| b as f64 * 8.0 / 1000.0;
+        let wire: Vec<u64> = bytes
+            .iter()
+            .zip(&packets)
+            .map(|(b, p)| b + p * WIRE_OVERHEAD)
+            .collect();
+        site.downlink_kbps_mean = kbps(bytes.iter().sum::<u64>()) / seconds as f64;
+        site.downlink_kbps_max = kbps(bytes.iter().copied().max().unwrap_or(0));
+        site.wire_kbps_mean = kbps(wire.iter().sum::<u64>()) / seconds as f64;
+        site.wire_kbps_max = kbps(wire.iter().copied().max().unwrap_or(0));
+        site.loss_percent = if received + site.lost == 0 {
+            0.0
+        } else {
+            100.0 * site.lost as f64 / (received + site.lost) as f64
+        };
+        latencies.sort_unstable();
+        site.latency_ms_p99 = percentile(&latencies, 99.0) / 1000.0;
+        out.push(site);
+    }
+    out
 }
 
 /// Overlap a (receiver, sender) pair needs before missing media counts.
@@ -305,6 +501,7 @@ fn media_coverage(state: &RunState, end: Instant) -> MediaCoverage {
     let owners = state.source_owner.lock().unwrap().clone();
     let started = state.source_started.lock().unwrap().clone();
     let sources = state.sources.lock().unwrap().clone();
+    let tiles = state.tiles.lock().unwrap().clone();
     let received: HashMap<usize, HashSet<u32>> = state
         .receivers
         .lock()
@@ -347,6 +544,12 @@ fn media_coverage(state: &RunState, end: Instant) -> MediaCoverage {
             let Some(&sent_from) = started.get(source) else {
                 continue;
             };
+            // Nor can a camera the receiver paused (speaker view).
+            if sources.get(source) == Some(&"camera")
+                && tiles.get(&(*ri, *owner)) == Some(&Tile::Paused)
+            {
+                continue;
+            }
             let together = r_until
                 .min(o.until.unwrap_or(end))
                 .saturating_duration_since(r.from.max(sent_from));
@@ -416,7 +619,16 @@ struct Running {
     task: tokio::task::JoinHandle<()>,
 }
 
-fn start(index: usize, spec: ParticipantSpec, ws: &str, state: &Arc<RunState>) -> Running {
+fn start(
+    index: usize,
+    spec: ParticipantSpec,
+    ws: &str,
+    state: &Arc<RunState>,
+    cap: Option<Cap>,
+) -> Running {
+    if spec.capped {
+        state.capped.lock().unwrap().insert(index);
+    }
     state.members.lock().unwrap().insert(
         index,
         Member {
@@ -428,14 +640,63 @@ fn start(index: usize, spec: ParticipantSpec, ws: &str, state: &Arc<RunState>) -
         },
     );
     let (stop, rx) = watch::channel(false);
-    let task = tokio::spawn(participant::run(
-        index,
-        spec,
-        ws.to_owned(),
-        state.clone(),
-        rx,
-    ));
+    let task = match (spec.capped, cap) {
+        (true, Some(cap)) => start_capped(index, spec, ws.to_owned(), state.clone(), rx, cap),
+        _ => tokio::spawn(participant::run(
+            index,
+            spec,
+            ws.to_owned(),
+            state.clone(),
+            rx,
+        )),
+    };
     Running { index, stop, task }
+}
+
+/// A capped site: its own thread, namespace and single-threaded runtime
+/// (see `netcap`). The returned task ends when the thread does.
+fn start_capped(
+    index: usize,
+    spec: ParticipantSpec,
+    ws: String,
+    state: Arc<RunState>,
+    stop: watch::Receiver<bool>,
+    cap: Cap,
+) -> tokio::task::JoinHandle<()> {
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
+    let k = match spec.bind_ip {
+        std::net::IpAddr::V4(a) => usize::from(a.octets()[2]),
+        _ => 0,
+    };
+    let spawned = std::thread::Builder::new()
+        .name(format!("capped-{k}"))
+        .spawn(move || {
+            let site_end = match netcap::enter_capped_namespace(k, cap) {
+                Ok(v) => v,
+                Err(e) => {
+                    state.error(format!("participant {index}: capped link: {e:#}"));
+                    let _ = done_tx.send(());
+                    return;
+                }
+            };
+            match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => {
+                    rt.block_on(participant::run(index, spec, ws, state, stop));
+                    rt.shutdown_timeout(Duration::from_secs(2));
+                }
+                Err(e) => state.error(format!("participant {index}: runtime: {e}")),
+            }
+            netcap::leave_capped_namespace(&site_end);
+            let _ = done_tx.send(());
+        });
+    tokio::spawn(async move {
+        if spawned.is_ok() {
+            let _ = done_rx.await;
+        }
+    })
 }
 
 async fn finish(r: Running, state: &RunState) {
@@ -453,9 +714,21 @@ async fn finish(r: Running, state: &RunState) {
 }
 
 pub async fn run_step(common: &Common, plan: &Plan) -> Result<StepResult> {
+    let capped = plan.cap.is_some() && plan.participants.iter().any(|p| p.capped);
+    if capped {
+        if common.external.is_some() {
+            anyhow::bail!("capped sites need a spawned server (no --server)");
+        }
+        netcap::check_private_namespace()?;
+        netcap::add_server_address()?;
+    }
     let server = match common.external {
         Some((http, metrics)) => ServerUnderTest::external(http, metrics),
-        None => ServerUnderTest::spawn(common.sfu_bin.clone(), common.shards)?,
+        None => ServerUnderTest::spawn(
+            common.sfu_bin.clone(),
+            common.shards,
+            capped.then_some(netcap::SERVER_IP),
+        )?,
     };
     let ws = server.ws_url();
     let baseline = server.scrape().await.unwrap_or_default();
@@ -477,7 +750,7 @@ pub async fn run_step(common: &Common, plan: &Plan) -> Result<StepResult> {
     let mut running = Vec::new();
     let mut joins = 0;
     for (i, spec) in plan.participants.iter().enumerate() {
-        running.push(start(i, spec.clone(), &ws, &state));
+        running.push(start(i, spec.clone(), &ws, &state, plan.cap));
         joins += 1;
         progress(common, plan, begin, &state, "ramp");
         tokio::time::sleep(spacing).await;
@@ -513,7 +786,7 @@ pub async fn run_step(common: &Common, plan: &Plan) -> Result<StepResult> {
                     spec.room =
                         plan.churn_rooms[churn_room(next_index, plan.churn_rooms.len())].clone();
                 }
-                running.push(start(next_index, spec, &ws, &state));
+                running.push(start(next_index, spec, &ws, &state, plan.cap));
                 next_index += 1;
                 joins += 1;
                 next_churn = Some(at + every);
@@ -556,6 +829,9 @@ pub async fn run_step(common: &Common, plan: &Plan) -> Result<StepResult> {
     let rcvbuf_drops = udp_rcvbuf_errors().saturating_sub(rcvbuf0);
     let sock_drops = server.socket_drops().saturating_sub(sock0);
     drop(server);
+    if capped {
+        netcap::remove_server_address();
+    }
 
     let floor = match (common.floor, plan.floor_fanout) {
         (true, Some(n)) if n > 0 => {
@@ -587,6 +863,13 @@ pub async fn run_step(common: &Common, plan: &Plan) -> Result<StepResult> {
     result.sfu_rss_samples = rss_samples;
     result.sfu_socket_drops = sock_drops;
     result.cpu_by_second = by_second;
+    if plan.per_site {
+        // The window's whole seconds since the step began.
+        let from = t0.duration_since(begin).as_secs_f64().ceil() as usize;
+        let to = window_end.duration_since(begin).as_secs_f64().floor() as usize;
+        result.sites = site_results(&state, from, to.max(from + 1));
+    }
+    result.cap = plan.cap;
     Ok(result)
 }
 
@@ -880,6 +1163,13 @@ fn summarize(
         together_min_s: TOGETHER_MIN.as_secs_f64(),
         without_media_examples: Vec::new(),
         reused_mlines: state.reused_mlines.load(Relaxed),
+        sites: Vec::new(),
+        cap: None,
+        publish_layers_msgs: state.publish_layers_msgs.load(Relaxed),
+        layer_stops: state.layer_stops.load(Relaxed),
+        layer_starts: state.layer_starts.load(Relaxed),
+        starved_notices: state.starved_notices.load(Relaxed),
+        sfu_layer_switches: delta_by(s0, s1, "sfu_layer_switches_total", "direction"),
         errors: state.errors.lock().unwrap().clone(),
     }
 }

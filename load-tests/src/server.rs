@@ -31,8 +31,9 @@ mod tempfile_path {
 
 impl ServerUnderTest {
     /// Start `sfu` (next to this binary unless `bin` says otherwise) on free
-    /// ports, with `shards` shard threads.
-    pub fn spawn(bin: Option<PathBuf>, shards: usize) -> Result<Self> {
+    /// ports, with `shards` shard threads: on 127.0.0.1, or with its websocket
+    /// (plain HTTP) and media on `ip` (metrics stay on 127.0.0.1).
+    pub fn spawn(bin: Option<PathBuf>, shards: usize, ip: Option<std::net::IpAddr>) -> Result<Self> {
         let bin = match bin {
             Some(b) => b,
             None => std::env::current_exe()?
@@ -47,11 +48,13 @@ impl ServerUnderTest {
             );
         }
         let config = std::env::temp_dir().join(format!("loadtest-sfu-{}.toml", std::process::id()));
+        let ip_s = ip.map_or("127.0.0.1".to_owned(), |ip| ip.to_string());
         std::fs::write(
             &config,
             format!(
-                "log_level = \"warn\"\n[http]\nlisten = \"127.0.0.1:0\"\n[metrics]\nlisten = \"127.0.0.1:0\"\n\
-                 [media]\nudp_port = 0\nshards = {shards}\n[signaling]\nmax_participants_per_room = 1000\n\
+                "log_level = \"warn\"\n[http]\nlisten = \"{ip_s}:0\"\ntls = \"off\"\n[metrics]\nlisten = \"127.0.0.1:0\"\n\
+                 [media]\nudp_port = 0\nshards = {shards}\nudp_bind = \"{ip_s}\"\nadvertised_ip = \"{ip_s}\"\n\
+                 [signaling]\nmax_participants_per_room = 1000\n\
                  [auth]\nallow_tokenless = true\n[limits]\nmax_connections_per_ip = 1000\nmessages_per_sec = 1000\nmessage_burst = 5000\n"
             ),
         )?;

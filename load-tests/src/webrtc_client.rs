@@ -14,6 +14,7 @@ use rtc::interceptor::{
     ReceiverReportBuilder, Registry, SenderReportBuilder, Slot, StreamInfo, TaggedPacket,
 };
 use rtc::media_stream::MediaStreamTrack;
+use rtc::peer_connection::configuration::interceptor_registry::configure_twcc_receiver_only;
 use rtc::peer_connection::configuration::media_engine::{
     MediaEngine, MIME_TYPE_OPUS, MIME_TYPE_RTX, MIME_TYPE_VP8,
 };
@@ -24,7 +25,9 @@ use rtc::rtp_transceiver::rtp_sender::{
     RTCPFeedback, RTCRtpCodec, RTCRtpCodecParameters, RTCRtpCodingParameters,
     RTCRtpEncodingParameters, RTCRtpHeaderExtensionCapability, RTCRtpRtxParameters, RtpCodecKind,
 };
+use rtc::rtp::extension::HeaderExtension;
 use rtc::sansio::Protocol;
+use rtc::shared::marshal::{Marshal, MarshalSize};
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -40,6 +43,9 @@ pub const VP8_PT: u8 = 96;
 pub const RTX_PT: u8 = 97;
 pub const OPUS_PT: u8 = 111;
 pub const AUDIO_LEVEL_URI: &str = "urn:ietf:params:rtp-hdrext:ssrc-audio-level";
+pub const MID_URI: &str = "urn:ietf:params:rtp-hdrext:sdes:mid";
+pub const RID_URI: &str = "urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id";
+const REPAIRED_RID_URI: &str = "urn:ietf:params:rtp-hdrext:sdes:repaired-rtp-stream-id";
 
 pub fn vp8_codec() -> RTCRtpCodec {
     RTCRtpCodec {
@@ -107,7 +113,44 @@ pub fn media_engine() -> Result<MediaEngine> {
         RtpCodecKind::Audio,
         None,
     )?;
+    // Simulcast layers are told apart by these (a browser's offer has them too).
+    for uri in [MID_URI, RID_URI, REPAIRED_RID_URI] {
+        m.register_header_extension(
+            RTCRtpHeaderExtensionCapability {
+                uri: uri.to_owned(),
+            },
+            RtpCodecKind::Video,
+            None,
+        )?;
+    }
     Ok(m)
+}
+
+/// An SDES header extension value (mid or rid) for `write_rtp_with_extensions`.
+pub fn sdes(uri: &'static str, value: &str) -> HeaderExtension {
+    HeaderExtension::Custom {
+        uri: uri.into(),
+        extension: Box::new(Sdes(value.as_bytes().to_vec())),
+    }
+}
+
+struct Sdes(Vec<u8>);
+
+impl MarshalSize for Sdes {
+    fn marshal_size(&self) -> usize {
+        self.0.len()
+    }
+}
+
+impl Marshal for Sdes {
+    fn marshal_to(&self, buf: &mut [u8]) -> Result<usize, rtc::shared::error::Error> {
+        let n = self.0.len();
+        if buf.len() < n {
+            return Err(rtc::shared::error::Error::Other("sdes: buffer too short".into()));
+        }
+        buf[..n].copy_from_slice(&self.0);
+        Ok(n)
+    }
 }
 
 /// Settings for every simulated participant's peer connection: no mDNS (its
@@ -123,10 +166,13 @@ pub fn setting_engine() -> SettingEngine {
 }
 
 /// NACK with a cap per packet (the default generator never sees RTX repairs
-/// and keeps NACKing for seconds), RTCP reports, and keyframe requests
-/// delivered to the application.
-pub fn interceptors() -> Registry {
-    Registry::new()
+/// and keeps NACKing for seconds), RTCP reports, transport-wide congestion
+/// control feedback for what it receives (so the server's bandwidth
+/// estimate has data; it also adds `transport-cc` to `m`'s codecs and the
+/// extension to its map), and keyframe requests delivered to the application.
+pub fn interceptors(m: &mut MediaEngine) -> Result<Registry> {
+    let registry = configure_twcc_receiver_only(Registry::new(), m)?;
+    Ok(registry
         .with(Slot::NackResponder, NackResponderBuilder::new().build())
         .with(
             Slot::NackGenerator,
@@ -136,7 +182,7 @@ pub fn interceptors() -> Registry {
         )
         .with(Slot::ReceiverReport, ReceiverReportBuilder::new().build())
         .with(Slot::SenderReport, SenderReportBuilder::new().build())
-        .with(Slot::from(14_000), KeyframeRequestsToApp::default())
+        .with(Slot::from(14_000), KeyframeRequestsToApp::default()))
 }
 
 /// Marks inbound PLI/FIR for delivery to the application; webrtc-rs stops
@@ -220,16 +266,58 @@ pub fn local_track(
     )))
 }
 
-/// Waits for the next PLI/FIR about a local track. None when the track is gone.
-pub async fn next_keyframe_request(track: &TrackLocalStaticRTP) -> Option<()> {
+/// A simulcast camera: one encoding per rid (lowest first), each with its
+/// own SSRC. webrtc-rs then offers `a=rid:<rid> send` and
+/// `a=simulcast:send q;h;f`, without `a=ssrc` lines (the server learns each
+/// layer's SSRC from the mid and rid extensions on its packets). No RTX: a
+/// NACKed layer packet is resent on its own SSRC.
+pub fn simulcast_track(label: &str, layers: &[(String, u32)]) -> Arc<TrackLocalStaticRTP> {
+    let encodings = layers
+        .iter()
+        .map(|(rid, ssrc)| RTCRtpEncodingParameters {
+            rtp_coding_parameters: RTCRtpCodingParameters {
+                rid: rid.clone(),
+                ssrc: Some(*ssrc),
+                ..Default::default()
+            },
+            codec: vp8_codec(),
+            ..Default::default()
+        })
+        .collect();
+    let id = layers.first().map_or(0, |l| l.1);
+    Arc::new(TrackLocalStaticRTP::new(MediaStreamTrack::new(
+        "loadtest".to_owned(),
+        format!("{label}-{id}"),
+        label.to_owned(),
+        RtpCodecKind::Video,
+        encodings,
+    )))
+}
+
+/// The media SSRCs a PLI or FIR asks a keyframe of.
+fn keyframe_request_ssrcs(p: &dyn rtc::rtcp::Packet) -> Vec<u32> {
+    let any = p.as_any();
+    if let Some(pli) = any.downcast_ref::<PictureLossIndication>() {
+        vec![pli.media_ssrc]
+    } else if let Some(fir) = any.downcast_ref::<FullIntraRequest>() {
+        fir.fir.iter().map(|e| e.ssrc).collect()
+    } else {
+        Vec::new()
+    }
+}
+
+/// Waits for the next PLI/FIR about a local track and returns the SSRCs it
+/// names (one per simulcast layer asked). None when the track is gone.
+pub async fn next_keyframe_request(track: &TrackLocalStaticRTP) -> Option<Vec<u32>> {
     loop {
-        match track.poll().await? {
-            TrackLocalEvent::OnRtcpPacket(packets)
-                if packets.iter().any(|p| is_keyframe_request(p.as_ref())) =>
-            {
-                return Some(())
+        if let TrackLocalEvent::OnRtcpPacket(packets) = track.poll().await? {
+            let ssrcs: Vec<u32> = packets
+                .iter()
+                .flat_map(|p| keyframe_request_ssrcs(p.as_ref()))
+                .collect();
+            if !ssrcs.is_empty() {
+                return Some(ssrcs);
             }
-            _ => {}
         }
     }
 }
@@ -316,7 +404,7 @@ impl PeerConnectionEventHandler for Handler {
                     Phase::from_u8(state.phase.load(std::sync::atomic::Ordering::Relaxed)),
                 );
                 if let (Some(second), Some(latency_us)) = (second, latency_us) {
-                    m.note_second(second, latency_us);
+                    m.note_second(second, latency_us, pkt.payload.len());
                 }
             }
         });
