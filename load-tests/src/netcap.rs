@@ -6,13 +6,13 @@
 //! the site's namespace drops a share of incoming UDP with an nftables
 //! `numgen random` rule (this kernel has no `netem`; ../shared/TESTING.md).
 //!
-//! The server then listens on `SERVER_IP`, an address on a dummy interface in
+//! The server then listens on `SERVER_IP`, an address on `lo` in
 //! the tool's namespace, which both the capped sites (over their veth) and
 //! the others (locally) reach. Since that changes the namespace's interfaces,
 //! capped sites need the tool in a private network namespace of its own
 //! (`unshare -n`); `check_private_namespace` refuses otherwise. Everything
 //! made here goes away with the site's thread (its namespace and veth) or is
-//! deleted at the step's end (the dummy), and all of it with the tool's
+//! deleted at the step's end (the address), and all of it with the tool's
 //! private namespace when the process exits.
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -21,7 +21,6 @@ use std::process::Command;
 
 /// The server's address when some sites are capped.
 pub const SERVER_IP: IpAddr = IpAddr::V4(Ipv4Addr::new(10, 98, 0, 1));
-const DUMMY: &str = "ltsrv";
 /// At most this many capped sites (one /24 each in 10.99.0.0/16).
 pub const MAX_CAPPED: usize = 200;
 
@@ -55,9 +54,14 @@ fn run(args: &[&str]) -> Result<()> {
 /// The tool must be alone in its network namespace (only `lo`, and what an
 /// earlier step of this run made), so nothing here touches real interfaces.
 pub fn check_private_namespace() -> Result<()> {
-    let foreign: Vec<String> = std::fs::read_dir("/sys/class/net")?
-        .filter_map(|e| e.ok()?.file_name().into_string().ok())
-        .filter(|n| n != "lo" && n != DUMMY && !n.starts_with("lth"))
+    // /sys/class/net shows the namespace sysfs was mounted in; this file
+    // shows the calling thread's.
+    let dev = std::fs::read_to_string("/proc/thread-self/net/dev")?;
+    let foreign: Vec<String> = dev
+        .lines()
+        .skip(2)
+        .filter_map(|l| Some(l.split(':').next()?.trim().to_owned()))
+        .filter(|n| n != "lo" && !n.starts_with("lth"))
         .collect();
     if !foreign.is_empty() {
         bail!(
@@ -69,16 +73,15 @@ pub fn check_private_namespace() -> Result<()> {
     Ok(())
 }
 
-/// The server's address on a dummy interface in the tool's namespace.
+/// The server's address, in the tool's namespace.
+/// (This kernel has no `dummy` interfaces, so it goes on the private `lo`.)
 pub fn add_server_address() -> Result<()> {
-    let _ = run(&["ip", "link", "del", DUMMY]);
-    run(&["ip", "link", "add", DUMMY, "type", "dummy"])?;
-    run(&["ip", "addr", "add", &format!("{SERVER_IP}/32"), "dev", DUMMY])?;
-    run(&["ip", "link", "set", DUMMY, "up"])
+    remove_server_address();
+    run(&["ip", "addr", "add", &format!("{SERVER_IP}/32"), "dev", "lo"])
 }
 
 pub fn remove_server_address() {
-    let _ = run(&["ip", "link", "del", DUMMY]);
+    let _ = run(&["ip", "addr", "del", &format!("{SERVER_IP}/32"), "dev", "lo"]);
 }
 
 /// Move the calling thread into a new network namespace for capped site `k`,

@@ -762,6 +762,8 @@ impl ViewState {
                 .is_some_and(|n| n == "chair")
         });
         let pinned = chair.unwrap_or(0);
+        // The tiles as they are now (a track no longer subscribed has none).
+        state.tiles.lock().unwrap().retain(|(r, _), _| *r != index);
         let mut out = Vec::new();
         let mut smalls = 0;
         for (i, s) in videos.iter().enumerate() {

@@ -6,6 +6,10 @@ use std::path::PathBuf;
 use std::process::Command;
 
 fn run(out: &PathBuf, args: &[&str]) -> serde_json::Value {
+    run_for(out, "4", args)
+}
+
+fn run_for(out: &PathBuf, seconds: &str, args: &[&str]) -> serde_json::Value {
     let exe = PathBuf::from(env!("CARGO_BIN_EXE_loadtest"));
     let sfu = exe.with_file_name("sfu");
     assert!(
@@ -14,7 +18,7 @@ fn run(out: &PathBuf, args: &[&str]) -> serde_json::Value {
         sfu.display()
     );
     let status = Command::new(&exe)
-        .args(["--quiet", "--duration", "4", "--out"])
+        .args(["--quiet", "--duration", seconds, "--out"])
         .arg(out)
         .args(args)
         .status()
@@ -65,5 +69,62 @@ fn rooms_on_two_shards_smoke() {
     assert_eq!(step["errors"].as_array().unwrap().len(), 0, "{step}");
     assert!(step["members_checked"].as_u64().unwrap() >= 4, "{step}");
     assert_eq!(step["members_without_media"], 0, "{step}");
+    let _ = std::fs::remove_dir_all(&out);
+}
+
+/// Simulcast and a speaker view (the chair pinned, one small tile, the other
+/// two cameras paused) through the real path: every site receives layers, a
+/// paused tile gets nothing in the measured window, dynacast tells publishers
+/// to stop unwatched layers, and the server loses nothing.
+#[test]
+fn simulcast_speaker_view_smoke() {
+    let out = std::env::temp_dir().join(format!("loadtest-smoke-sim-{}", std::process::id()));
+    let briefing = run_for(
+        &out,
+        "9",
+        &[
+            "--no-floor",
+            "--simulcast",
+            "--view=speaker",
+            "--small-tiles=1",
+            "briefing",
+            "--sites=4",
+        ],
+    );
+    let step = &briefing["steps"][0];
+    assert_eq!(step["errors"].as_array().unwrap().len(), 0, "{step}");
+    assert_eq!(step["members_without_media"], 0, "{step}");
+    let sites = step["sites"].as_array().unwrap();
+    assert_eq!(sites.len(), 5, "chair + 4 sites: {step}");
+    for site in sites {
+        let n = |k: &str| site[k].as_u64().unwrap();
+        let layers: Vec<u64> = site["layer_packets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_u64().unwrap())
+            .collect();
+        assert_eq!(site["tiles"], serde_json::json!([1, 1, 2]), "{site}");
+        assert!(layers[0] > 0, "the small tile's low layer arrives: {site}");
+        assert!(layers[1] + layers[2] > 0, "the pinned tile gets more than low: {site}");
+        assert_eq!(n("paused_tile_packets"), 0, "a paused tile receives nothing: {site}");
+        assert_eq!(n("video_tracks"), 2, "pinned + small: {site}");
+    }
+    assert!(step["publish_layers_msgs"].as_u64().unwrap() > 0, "{step}");
+    // No loss the server caused: its sockets and its drop counters (a layer
+    // or resume waiting for its keyframe is not loss) ...
+    assert_eq!(step["sfu_socket_drops"], 0, "{step}");
+    let drops = step["sfu_drops_by_reason"].as_object().unwrap();
+    for (reason, n) in drops {
+        assert!(
+            reason == "awaiting_keyframe" || n.as_f64().unwrap() == 0.0,
+            "{reason}: {n}"
+        );
+    }
+    // ... and receivers lost nothing unless the kernel dropped datagrams on
+    // the load generator's own sockets.
+    if step["udp_rcvbuf_drops"] == 0 {
+        assert_eq!(step["lost_packets"], 0, "{step}");
+    }
     let _ = std::fs::remove_dir_all(&out);
 }
