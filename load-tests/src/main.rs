@@ -94,6 +94,10 @@ struct CommonArgs {
     /// The capped sites' downlink rate, kbit/s.
     #[arg(long, global = true, default_value_t = 800)]
     cap_kbps: u32,
+    /// Only the first N participants (the chair first) publish a microphone;
+    /// the rest are muted sites that send no audio. Default: all.
+    #[arg(long, global = true)]
+    mics: Option<usize>,
     /// The capped sites' random loss of incoming UDP, percent.
     #[arg(long, global = true, default_value_t = 1.0)]
     cap_loss_pct: f64,
@@ -235,6 +239,7 @@ fn main() -> Result<()> {
             small: a.small_tiles,
         }),
         capped: a.capped_sites,
+        mics: a.mics,
         cap: Some(netcap::Cap {
             kbps: a.cap_kbps,
             loss_pct: a.cap_loss_pct,

@@ -356,6 +356,42 @@ mod tests {
         assert_eq!(s.jitter_ms, 0.0, "jitter only in the window");
     }
 
+    /// Layer 0 from counter 0, a switch to layer 2 on its keyframe, a late
+    /// repair of layer 0, a lost layer-2 packet, then back to layer 0 much
+    /// later: only the lost one counts, and two switches.
+    #[test]
+    fn counts_loss_within_layer_runs_switches_and_freezes() {
+        use crate::media::LAYER_COUNTER_SHIFT;
+        let t0 = Instant::now();
+        let mut m = TrackMeter::new(t0);
+        let pkt = |layer: u8, n: u32, key: bool| Trailer {
+            source: 1,
+            counter: (u32::from(layer) << LAYER_COUNTER_SHIFT) + n,
+            sent_unix_us: 0,
+            flags: ((layer + 1) << 1) | u8::from(key),
+        };
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        for (i, (t, ms)) in [
+            (pkt(0, 0, true), 0),
+            (pkt(0, 1, false), 10),
+            (pkt(2, 50, true), 20),
+            (pkt(0, 2, false), 30), // late repair: no switch
+            (pkt(2, 52, false), 40), // 51 lost
+            (pkt(0, 90, true), 1000), // back to low: 3..89 were not forwarded
+            (pkt(0, 91, false), 1010),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            m.record(&t, 100, at(ms), i as u64, Phase::Steady);
+        }
+        assert_eq!(m.lost(), 1);
+        assert_eq!(m.layer_switches, 2);
+        assert_eq!(m.window_layer_packets, [5, 0, 2]);
+        assert_eq!(m.freezes, 1, "960 ms between 40 and 1000");
+        assert_eq!(m.longest_gap, Duration::from_millis(960));
+    }
+
     #[test]
     fn percentiles_by_nearest_rank() {
         let v: Vec<u32> = (1..=100).collect();

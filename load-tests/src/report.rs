@@ -201,12 +201,15 @@ fn sites_table(s: &StepResult) -> String {
         ));
     }
     out.push_str(&format!(
-        "dynacast: publish_layers {} · layer stops {} · restarts {} · starved notices {} · sfu layer switches {}\n",
+        "dynacast: publish_layers {} · layer stops {} · restarts {} · starved notices {} · sfu layer switches {} · sfu video kB by layer {} · sfu downlink estimate mean {:.0} kbit/s ({:.0} samples)\n",
         s.publish_layers_msgs,
         s.layer_stops,
         s.layer_starts,
         s.starved_notices,
         reasons(&s.sfu_layer_switches),
+        reasons(&s.sfu_video_kbytes_by_layer),
+        s.sfu_estimate_kbps_mean,
+        s.sfu_estimate_samples,
     ));
     out
 }

@@ -87,11 +87,15 @@ pub struct SiteOptions {
     /// The last `capped` subscribing sites (never the chair) sit behind `cap`.
     pub capped: usize,
     pub cap: Option<Cap>,
+    /// Only the first `mics` participants publish a microphone (the others
+    /// are muted sites that send no audio); None: all that would.
+    pub mics: Option<usize>,
 }
 
 impl SiteOptions {
     pub fn apply(&self, plan: &mut Plan) {
-        for p in &mut plan.participants {
+        for (i, p) in plan.participants.iter_mut().enumerate() {
+            p.microphone &= self.mics.is_none_or(|n| i < n);
             p.simulcast = self.simulcast;
             p.layer_kbps = self.layer_kbps;
             if let Some(v) = self.view {
@@ -353,6 +357,13 @@ pub struct StepResult {
     pub starved_notices: u64,
     /// The server's layer switches over the window, by direction.
     pub sfu_layer_switches: BTreeMap<String, f64>,
+    /// Video payload kB the server forwarded over the window, by layer.
+    pub sfu_video_kbytes_by_layer: BTreeMap<String, f64>,
+    /// The mean of the subscribers' downlink estimates (str0m's TWCC-based
+    /// BWE) the server sampled over the window, and the samples: evidence the
+    /// clients' transport-cc feedback reaches it.
+    pub sfu_estimate_kbps_mean: f64,
+    pub sfu_estimate_samples: f64,
     pub errors: Vec<String>,
 }
 
@@ -1170,6 +1181,19 @@ fn summarize(
         layer_starts: state.layer_starts.load(Relaxed),
         starved_notices: state.starved_notices.load(Relaxed),
         sfu_layer_switches: delta_by(s0, s1, "sfu_layer_switches_total", "direction"),
+        sfu_video_kbytes_by_layer: delta_by(s0, s1, "sfu_forwarded_video_bytes_total", "layer")
+            .into_iter()
+            .map(|(k, v)| (k, v / 1000.0))
+            .collect(),
+        sfu_estimate_kbps_mean: {
+            let n = s0.delta(s1, "sfu_subscriber_bitrate_estimate_bps_count");
+            if n > 0.0 {
+                s0.delta(s1, "sfu_subscriber_bitrate_estimate_bps_sum") / n / 1000.0
+            } else {
+                0.0
+            }
+        },
+        sfu_estimate_samples: s0.delta(s1, "sfu_subscriber_bitrate_estimate_bps_count"),
         errors: state.errors.lock().unwrap().clone(),
     }
 }
