@@ -375,8 +375,8 @@ mod tests {
             (pkt(0, 0, true), 0),
             (pkt(0, 1, false), 10),
             (pkt(2, 50, true), 20),
-            (pkt(0, 2, false), 30), // late repair: no switch
-            (pkt(2, 52, false), 40), // 51 lost
+            (pkt(0, 2, false), 30),   // late repair: no switch
+            (pkt(2, 52, false), 40),  // 51 lost
             (pkt(0, 90, true), 1000), // back to low: 3..89 were not forwarded
             (pkt(0, 91, false), 1010),
         ]

@@ -342,7 +342,11 @@ mod tests {
             assert_eq!(pid(f) & 0x8000, 0x8000, "15-bit picture ID (M bit)");
         }
         assert_eq!(pid(&delta) & 0x7fff, (pid(&key) + 1) & 0x7fff);
-        assert_eq!(key[0].payload[4] & 1, 0, "keyframe P bit after the descriptor");
+        assert_eq!(
+            key[0].payload[4] & 1,
+            0,
+            "keyframe P bit after the descriptor"
+        );
         assert_eq!(delta[0].payload[4] & 1, 1);
         let t = Trailer::read(&key[0].payload).unwrap();
         assert_eq!((t.source, t.layer()), (5, Some(0)));

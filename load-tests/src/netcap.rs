@@ -117,25 +117,62 @@ pub fn enter_capped_namespace(k: usize, cap: Cap) -> Result<String> {
         all.extend_from_slice(args);
         run(&all)
     };
-    in_tool(&["ip", "addr", "add", &format!("{tool_addr}/24"), "dev", &tool_end])?;
+    in_tool(&[
+        "ip",
+        "addr",
+        "add",
+        &format!("{tool_addr}/24"),
+        "dev",
+        &tool_end,
+    ])?;
     in_tool(&["ip", "link", "set", &tool_end, "up"])?;
     run(&["ip", "route", "add", "default", "via", &tool_addr])?;
     // The downlink: everything the tool's namespace sends the site.
     in_tool(&[
-        "tc", "qdisc", "add", "dev", &tool_end, "root", "tbf", "rate",
-        &format!("{}kbit", cap.kbps.max(8)), "burst", "32kb", "latency", "200ms",
+        "tc",
+        "qdisc",
+        "add",
+        "dev",
+        &tool_end,
+        "root",
+        "tbf",
+        "rate",
+        &format!("{}kbit", cap.kbps.max(8)),
+        "burst",
+        "32kb",
+        "latency",
+        "200ms",
     ])?;
     if cap.loss_pct > 0.0 {
         // numgen random mod 1000 < per-mille: 1 % is 10.
         let per_mille = ((cap.loss_pct * 10.0).round() as u32).clamp(1, 1000);
         run(&["nft", "add", "table", "inet", "ltcap"])?;
         run(&[
-            "nft", "add", "chain", "inet", "ltcap", "input",
+            "nft",
+            "add",
+            "chain",
+            "inet",
+            "ltcap",
+            "input",
             "{ type filter hook input priority 0 ; policy accept ; }",
         ])?;
         run(&[
-            "nft", "add", "rule", "inet", "ltcap", "input", "meta", "l4proto", "udp", "numgen",
-            "random", "mod", "1000", "<", &per_mille.to_string(), "drop",
+            "nft",
+            "add",
+            "rule",
+            "inet",
+            "ltcap",
+            "input",
+            "meta",
+            "l4proto",
+            "udp",
+            "numgen",
+            "random",
+            "mod",
+            "1000",
+            "<",
+            &per_mille.to_string(),
+            "drop",
         ])?;
     }
     Ok(site_end)

@@ -12,6 +12,7 @@ use rtc::rtp::extension::audio_level_extension::AudioLevelExtension;
 use rtc::rtp::extension::HeaderExtension;
 use rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
 use rtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
+use serde::Serialize;
 use serde_json::{json, Value};
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
@@ -20,7 +21,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
-use serde::Serialize;
 use tokio_tungstenite::tungstenite::Message;
 use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
 use webrtc::media_stream::track_local::TrackLocal;
@@ -259,7 +259,9 @@ async fn run_inner(
                 "high" => 2,
                 _ => return None,
             };
-            let kbps = spec.layer_kbps.map_or(l["max_kbps"].as_u64()? as u32, |r| r[q]);
+            let kbps = spec
+                .layer_kbps
+                .map_or(l["max_kbps"].as_u64()? as u32, |r| r[q]);
             Some((l["rid"].as_str()?.to_owned(), q as u8, kbps.max(10)))
         })
         .collect();
@@ -271,11 +273,17 @@ async fn run_inner(
     for (source, video) in video_tracks {
         let Some(video) = video else { continue };
         if source == "camera" && spec.simulcast && !layers.is_empty() {
-            let with_ssrc: Vec<(String, u32)> =
-                layers.iter().map(|(rid, _, _)| (rid.clone(), fastrand_u32())).collect();
+            let with_ssrc: Vec<(String, u32)> = layers
+                .iter()
+                .map(|(rid, _, _)| (rid.clone(), fastrand_u32()))
+                .collect();
             let track = wc::simulcast_track(source, &with_ssrc);
             let id = publish(&pc, &track, source, index, state, &mut publications).await?;
-            let transceiver = publications.last().expect("just published").transceiver.clone();
+            let transceiver = publications
+                .last()
+                .expect("just published")
+                .transceiver
+                .clone();
             camera_transceiver = Some(transceiver.clone());
             let senders: Vec<LayerSender> = layers
                 .iter()
@@ -298,7 +306,14 @@ async fn run_inner(
                 .collect();
             let (st, stop, active) = (state.clone(), stop.clone(), active_rx.clone());
             pending_senders.push(Box::new(move || {
-                tokio::spawn(send_simulcast(track, transceiver, senders, active, st, stop))
+                tokio::spawn(send_simulcast(
+                    track,
+                    transceiver,
+                    senders,
+                    active,
+                    st,
+                    stop,
+                ))
             }));
             continue;
         }
@@ -406,10 +421,8 @@ async fn run_inner(
                             let _ = active_tx.send(on);
                         }
                     }
-                    "downlink" => {
-                        if v["starved"] == true {
-                            state.starved_notices.fetch_add(1, Relaxed);
-                        }
+                    "downlink" if v["starved"] == true => {
+                        state.starved_notices.fetch_add(1, Relaxed);
                     }
                     "participant_joined" => view.name(&v["participant"]),
                     "track_published" if spec.subscribe => {
@@ -792,8 +805,10 @@ impl ViewState {
                 Tile::Small => (false, "low", false),
                 Tile::Paused => (true, "low", false),
             };
-            out.push(json!({"type": "update_subscription", "track_id": s.track_id,
-                "paused": paused, "quality": quality, "pinned": pinned}));
+            out.push(
+                json!({"type": "update_subscription", "track_id": s.track_id,
+                "paused": paused, "quality": quality, "pinned": pinned}),
+            );
         }
         out
     }

@@ -151,8 +151,19 @@ fn sites_table(s: &StepResult) -> String {
     );
     out.push_str(&format!(
         "{:<12} {:>6} {:>17} {:>17} {:>6} {:>11} {:>20} {:>7} {:>8} {:>8} {:>11} {:>6} {:>8}\n",
-        "site", "capped", "down kbps mean/max", "wire kbps mean/max", "videos", "tiles p/s/x",
-        "layer pkts low/mid/hi", "paused", "loss%", "freezes", "longest gap", "switch", "p99 ms"
+        "site",
+        "capped",
+        "down kbps mean/max",
+        "wire kbps mean/max",
+        "videos",
+        "tiles p/s/x",
+        "layer pkts low/mid/hi",
+        "paused",
+        "loss%",
+        "freezes",
+        "longest gap",
+        "switch",
+        "p99 ms"
     ));
     for site in &s.sites {
         out.push_str(&format!(

@@ -460,7 +460,9 @@ fn site_results(state: &RunState, from_s: usize, to_s: usize) -> Vec<SiteResult>
                 site.layer_packets[l] += n;
             }
             site.freezes += m.freezes;
-            site.longest_gap_ms = site.longest_gap_ms.max(m.longest_gap.as_secs_f64() * 1000.0);
+            site.longest_gap_ms = site
+                .longest_gap_ms
+                .max(m.longest_gap.as_secs_f64() * 1000.0);
             site.layer_switches += m.window_layer_switches;
         }
         for ((r, o), t) in &tiles {

@@ -33,7 +33,11 @@ impl ServerUnderTest {
     /// Start `sfu` (next to this binary unless `bin` says otherwise) on free
     /// ports, with `shards` shard threads: on 127.0.0.1, or with its websocket
     /// (plain HTTP) and media on `ip` (metrics stay on 127.0.0.1).
-    pub fn spawn(bin: Option<PathBuf>, shards: usize, ip: Option<std::net::IpAddr>) -> Result<Self> {
+    pub fn spawn(
+        bin: Option<PathBuf>,
+        shards: usize,
+        ip: Option<std::net::IpAddr>,
+    ) -> Result<Self> {
         let bin = match bin {
             Some(b) => b,
             None => std::env::current_exe()?

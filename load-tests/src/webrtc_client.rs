@@ -21,11 +21,11 @@ use rtc::peer_connection::configuration::media_engine::{
 use rtc::peer_connection::configuration::setting_engine::{SettingEngine, SettingEngineBuilder};
 use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+use rtc::rtp::extension::HeaderExtension;
 use rtc::rtp_transceiver::rtp_sender::{
     RTCPFeedback, RTCRtpCodec, RTCRtpCodecParameters, RTCRtpCodingParameters,
     RTCRtpEncodingParameters, RTCRtpHeaderExtensionCapability, RTCRtpRtxParameters, RtpCodecKind,
 };
-use rtc::rtp::extension::HeaderExtension;
 use rtc::sansio::Protocol;
 use rtc::shared::marshal::{Marshal, MarshalSize};
 use std::collections::{HashMap, VecDeque};
@@ -146,7 +146,9 @@ impl Marshal for Sdes {
     fn marshal_to(&self, buf: &mut [u8]) -> Result<usize, rtc::shared::error::Error> {
         let n = self.0.len();
         if buf.len() < n {
-            return Err(rtc::shared::error::Error::Other("sdes: buffer too short".into()));
+            return Err(rtc::shared::error::Error::Other(
+                "sdes: buffer too short".into(),
+            ));
         }
         buf[..n].copy_from_slice(&self.0);
         Ok(n)

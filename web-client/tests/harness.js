@@ -12,16 +12,19 @@ const BIN = process.env.SFU_BIN || join(ROOT, 'target/debug/sfu');
 
 // `listen` fixes the HTTP address and `keyFile` the token key (a restart test
 // reuses both, so its invite links stay valid).
-export async function startServer(extraToml = '', { listen = '127.0.0.1:0', keyFile = null, bin = BIN } = {}) {
+// `media` adds keys to the [media] table (an address other than loopback).
+export async function startServer(extraToml = '', { listen = '127.0.0.1:0', keyFile = null, bin = BIN, media = '' } = {}) {
   const dir = mkdtempSync(join(tmpdir(), 'sfu-e2e-'));
   const config = join(dir, 'config.toml');
   const key = keyFile || join(dir, 'token.key');
   // HTTPS with the server's own self-signed certificate (data_dir), accepted
   // by Chromium's --ignore-certificate-errors below: the path users take.
-  writeFileSync(config, `log_level = "info"\n[http]\nlisten = "${listen}"\ntls = "on"\ndata_dir = "${dir}"\n[metrics]\nlisten = "127.0.0.1:0"\n[media]\nudp_port = 0\n[auth]\nkey_file = "${key}"\n${extraToml}`);
+  writeFileSync(config, `log_level = "info"\n[http]\nlisten = "${listen}"\ntls = "on"\ndata_dir = "${dir}"\n[metrics]\nlisten = "127.0.0.1:0"\n[media]\nudp_port = 0\n${media}\n[auth]\nkey_file = "${key}"\n${extraToml}`);
   const proc = spawn(bin, ['--config', config], { stdio: ['ignore', 'pipe', 'pipe'] });
   let log = '';
+  // The server logs to stdout (and fails to stderr): keep both for reports.
   proc.stderr.on('data', (d) => { log += d; });
+  proc.stdout.on('data', (d) => { log += d; });
   const url = await new Promise((resolveUrl, reject) => {
     let out = '';
     const timer = setTimeout(() => reject(new Error(`server did not start:\n${out}\n${log}`)), 20000);
@@ -42,10 +45,12 @@ export async function startServer(extraToml = '', { listen = '127.0.0.1:0', keyF
   return { url, proc, exited, keyFile: key, invite, log: () => log, stop: () => proc.kill('SIGKILL') };
 }
 
-export async function launchBrowser() {
+// `executablePath` can be a wrapper that starts Chromium elsewhere (in another
+// network namespace).
+export async function launchBrowser({ executablePath = process.env.CHROMIUM || '/usr/bin/chromium' } = {}) {
   // playwright gives every launch a fresh, temporary profile directory.
   return chromium.launch({
-    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+    executablePath,
     headless: true,
     args: [
       '--no-sandbox', '--disable-gpu',

@@ -18,7 +18,8 @@ pub const ALLOCATE_EVERY: Duration = Duration::from_millis(500);
 /// A layer with no packet for this long is not being sent (the publisher's
 /// encoder dropped it, or dynacast switched it off).
 const LIVE_WITHIN: Duration = Duration::from_millis(1500);
-/// What a layer is assumed to cost before it has been measured.
+/// What a layer is assumed to cost before it has been measured (the default
+/// `simulcast.layers` rates), and at least, for a simulcast layer.
 const NOMINAL_BPS: [u64; 3] = [150_000, 500_000, 1_500_000];
 /// A subscriber's downlink estimate before any feedback (str0m's BWE starts
 /// here), and again when video resumes after none was sent.
@@ -26,9 +27,16 @@ pub const INITIAL_ESTIMATE_BPS: u64 = 1_000_000;
 /// Reserved per audio subscription before video is shared out.
 pub const AUDIO_BPS: u64 = 50_000;
 /// An upgrade needs the new layer's cost plus this fraction of it to fit.
-const UPGRADE_MARGIN: f64 = 0.15;
+pub const UPGRADE_MARGIN: f64 = 0.15;
 /// No upgrade past the current layer for this long after a downgrade.
 pub const HOLD_AFTER_DOWNGRADE: Duration = Duration::from_secs(4);
+/// While a subscriber's wish goes unmet, the link is padded up to its
+/// estimate for `PROBE_FOR` after this, then after twice as long
+/// each time nothing comes of it, up to `PROBE_MAX`.
+pub const PROBE_FIRST: Duration = Duration::from_secs(2);
+pub const PROBE_MAX: Duration = Duration::from_secs(16);
+/// How long one probe pads the link.
+pub const PROBE_FOR: Duration = Duration::from_secs(2);
 /// Upgrades must fit the lowest estimate seen over this window.
 pub const ESTIMATE_WINDOW: Duration = Duration::from_secs(3);
 /// A starved subscriber is fed again once its estimate passes the threshold by this factor.
@@ -118,11 +126,17 @@ impl LayerSource {
             .is_some_and(|t| now.saturating_duration_since(t) < LIVE_WITHIN)
     }
 
+    /// What forwarding this layer is expected to cost. A simulcast layer costs
+    /// at least half its nominal rate: an encoder ramps each layer up over its
+    /// first seconds, and a layer chosen for its early, low rate would outgrow
+    /// a weak link moments later. (Not all of it: a simple picture never
+    /// reaches its encoder's cap.)
     pub fn cost_bps(&self) -> u64 {
-        if self.bitrate_bps > 0 {
-            self.bitrate_bps
-        } else {
-            NOMINAL_BPS[self.quality.index()]
+        let nominal = NOMINAL_BPS[self.quality.index()];
+        match (self.rid, self.bitrate_bps) {
+            (Some(_), measured) => measured.max(nominal / 2),
+            (None, 0) => nominal,
+            (None, measured) => measured,
         }
     }
 }

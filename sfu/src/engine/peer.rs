@@ -48,8 +48,10 @@ pub struct DownTrack {
     /// The layer to forward; a video switch to it happens on its next keyframe.
     /// `None`: paused (by the client, the host or a starved link).
     pub target: Option<Quality>,
-    /// The layer allocation allowed last time, live or not (dynacast keeps it on).
+    /// The layer allocation allowed last time, live or not.
     pub desired: Option<Quality>,
+    /// The layer the client's wish amounts to, bandwidth aside (dynacast keeps it on).
+    pub wish: Option<Quality>,
     /// The layer the rewriters follow (the last one forwarded).
     pub fwd_layer: Option<Quality>,
     pub vp8: Vp8Rewriter,
@@ -134,6 +136,14 @@ pub struct Peer {
     pub starved: bool,
     /// The desired bitrate last given to str0m's BWE (it probes toward it).
     pub bwe_desired: u64,
+    /// When to probe for more bandwidth next, while a wish goes unmet, and
+    /// the wait after that one (doubling while probes find nothing).
+    pub next_probe: Option<Instant>,
+    pub probe_backoff: std::time::Duration,
+    /// The estimate when the last probe was asked for.
+    pub probe_from_bps: u64,
+    /// A probe pads the link until then.
+    pub probing_until: Option<Instant>,
 }
 
 impl Peer {

@@ -5,7 +5,8 @@
 use super::{MediaRoom, Timer};
 use crate::engine::layers::{
     allocate, is_starved, Budget, LayerOffer, Want, ALLOCATE_EVERY, AUDIO_BPS, DYNACAST_OFF_AFTER,
-    ESTIMATE_WINDOW, HOLD_AFTER_DOWNGRADE, INITIAL_ESTIMATE_BPS,
+    ESTIMATE_WINDOW, HOLD_AFTER_DOWNGRADE, INITIAL_ESTIMATE_BPS, PROBE_FIRST, PROBE_FOR, PROBE_MAX,
+    UPGRADE_MARGIN,
 };
 use crate::keyframe::KeyframeKind;
 use signaling::ids::{ParticipantId, TrackId};
@@ -14,6 +15,7 @@ use signaling::protocol::{MediaKind, Quality};
 use std::cmp::Reverse;
 use std::time::Instant;
 use str0m::bwe::Bitrate;
+use tracing::debug;
 
 impl MediaRoom {
     /// The subscriber changed how it shows a track.
@@ -209,23 +211,73 @@ impl MediaRoom {
                 estimate_kbps: peer.estimate_bps.unwrap_or(0) / 1000,
             });
         }
-        let desired = wanted_bps + audio * AUDIO_BPS;
+        // The estimate never grows past what is desired, and an upgrade needs
+        // its margin on top: desire that much more.
+        let desired = ((wanted_bps as f64 * (1.0 + 2.0 * UPGRADE_MARGIN)) as u64
+            + audio * AUDIO_BPS)
+            .max(AUDIO_BPS);
         // Only a real change: each call re-arms str0m's estimator timers.
-        if peer.estimate_bps.is_some() && desired.abs_diff(peer.bwe_desired) > desired / 10 {
+        if peer.estimate_bps.is_some()
+            && peer.probing_until.is_none()
+            && desired.abs_diff(peer.bwe_desired) > desired / 10
+        {
             peer.bwe_desired = desired;
             peer.rtc
                 .bwe()
-                .set_bitrate(Bitrate::ZERO, Bitrate::bps(desired.max(AUDIO_BPS)));
+                .set_bitrate(Bitrate::ZERO, Bitrate::bps(desired));
         }
+        // A wish the estimate does not allow: probe now and then. Sending
+        // less than it could, the link gives the estimator nothing to learn
+        // from (str0m caps growth at 1.5x what is sent), so without a probe a
+        // subscriber that lost a layer to a dip would never get it back.
+        let unmet = choices
+            .iter()
+            .zip(&wished)
+            .any(|(c, w)| w.is_some() && c.desired < *w);
+        if !unmet || peer.estimate_bps.is_none() {
+            peer.next_probe = None;
+            peer.probe_backoff = PROBE_FIRST;
+        } else if peer.next_probe.is_none() {
+            peer.next_probe = Some(now + peer.probe_backoff);
+        } else if peer.next_probe.is_some_and(|t| now >= t) {
+            // Pad up to the estimate for a moment: the estimator then sees the
+            // link carry what it estimated, and may grow by half again (str0m
+            // caps growth at 1.5x what is sent). Padding stays under the
+            // estimate and stops when the link shows delay, so a weak link
+            // only carries it briefly.
+            peer.rtc
+                .bwe()
+                .set_bitrate(Bitrate::bps(desired), Bitrate::bps(desired));
+            peer.probing_until = Some(now + PROBE_FOR);
+            // Probing pays while it finds more; when it stops finding, wait longer.
+            let grew = peer
+                .estimate_bps
+                .is_some_and(|e| e > peer.probe_from_bps + peer.probe_from_bps / 5);
+            peer.probe_backoff = if grew {
+                PROBE_FIRST
+            } else {
+                (peer.probe_backoff * 2).min(PROBE_MAX)
+            };
+            peer.probe_from_bps = peer.estimate_bps.unwrap_or(0);
+            peer.next_probe = Some(now + PROBE_FOR + peer.probe_backoff);
+        }
+        if peer.probing_until.is_some_and(|t| now >= t || !unmet) {
+            peer.probing_until = None;
+            peer.rtc
+                .bwe()
+                .set_bitrate(Bitrate::ZERO, Bitrate::bps(desired));
+        }
+        debug!(room = %self.id, participant = %peer.participant, estimate = ?peer.estimate_bps, desired, starved, unmet, "layers allocated");
         let connected = peer.connected;
         let mut keyframes: Vec<(TrackId, Quality)> = Vec::new();
-        for ((i, c), wish) in index.into_iter().zip(choices).zip(wished) {
+        for ((i, c), wish) in index.into_iter().zip(choices).zip(wished.iter().copied()) {
             let dt = peer.downtracks[i].as_mut().expect("indexed above");
             // Bandwidth took a layer away (not the client's wish): hold upgrades a while.
             if c.desired < dt.desired && c.desired < wish {
                 dt.last_downgrade = Some(now);
             }
             dt.desired = c.desired;
+            dt.wish = wish;
             if c.target == dt.target {
                 continue;
             }
@@ -277,7 +329,10 @@ impl MediaRoom {
                     .and_then(|p| p.downtracks.get(r.slot))
                     .and_then(Option::as_ref)
                 {
-                    for q in [dt.desired, dt.target, dt.current].into_iter().flatten() {
+                    // What subscribers wish for, not only what their estimate
+                    // allows now: a layer lost to a dip must still be there
+                    // when the estimate recovers.
+                    for q in [dt.wish, dt.target, dt.current].into_iter().flatten() {
                         needed[q.index()] = true;
                     }
                 }

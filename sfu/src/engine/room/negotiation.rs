@@ -2,7 +2,7 @@
 //! and subscriptions brought to what the offer lists.
 
 use super::{MediaRoom, PeerSetup, PublishedTrack, SubRef, Timer};
-use crate::engine::layers::{quality_of_rid, LayerSource, Vp8Rewriter};
+use crate::engine::layers::{quality_of_rid, LayerSource, Vp8Rewriter, PROBE_FIRST};
 use crate::engine::peer::{DownTrack, Inbound, Peer};
 use crate::engine::stall::{StallWatch, AUDIO_STALL_AFTER, VIDEO_STALL_AFTER};
 use crate::munger::Munger;
@@ -137,6 +137,10 @@ impl MediaRoom {
             recent_estimates: Vec::new(),
             starved: false,
             bwe_desired: 0,
+            next_probe: None,
+            probe_backoff: PROBE_FIRST,
+            probe_from_bps: 0,
+            probing_until: None,
         };
         let slot = match self.peers.iter().position(Option::is_none) {
             Some(i) => {
@@ -257,6 +261,7 @@ impl MediaRoom {
                 current: None,
                 target: None,
                 desired: None,
+                wish: None,
                 fwd_layer: None,
                 vp8: Vp8Rewriter::default(),
                 last_downgrade: None,
