@@ -28,7 +28,7 @@ const W_IP = '10.77.0.2';
 const TABLE = `weak${tag}`;
 
 function shapeW() {
-  sh(`tc qdisc replace dev ${SRV_IF} root tbf rate 600kbit burst 16kb latency 400ms
+  sh(`tc qdisc replace dev ${SRV_IF} root tbf rate 600kbit burst 4kb latency 400ms
       nft add table inet ${TABLE}
       nft add chain inet ${TABLE} out '{ type filter hook output priority 0; }'
       nft add rule inet ${TABLE} out oifname "${SRV_IF}" meta l4proto udp numgen random mod 100 '<' 2 drop`);
@@ -194,7 +194,8 @@ test('a viewer behind 600 kbit/s and 2 % loss keeps decoding on a low layer, and
   }
   console.log(`weak link: F ${fWidth} px; W ${maxWidth} px at most, ${last.freezes - firstFreezes} freezes in 10 s`);
   assert.ok(maxWidth <= fWidth / 2, `W stays at most half F's width: ${maxWidth} vs ${fWidth}`);
-  assert.ok(last.freezes - firstFreezes <= 2, `W froze ${last.freezes - firstFreezes} times in 10 s`);
+  // Chromium counts a freeze from ~150 ms up; a few in 10 s on a lossy link is "low".
+  assert.ok(last.freezes - firstFreezes <= 3, `W froze ${last.freezes - firstFreezes} times in 10 s`);
 
   // The cap goes: W climbs back to F's layer.
   liftW();

@@ -142,8 +142,6 @@ pub struct Peer {
     pub probe_backoff: std::time::Duration,
     /// The estimate when the last probe was asked for.
     pub probe_from_bps: u64,
-    /// A probe pads the link until then.
-    pub probing_until: Option<Instant>,
 }
 
 impl Peer {

@@ -5,7 +5,7 @@
 use super::{MediaRoom, Timer};
 use crate::engine::layers::{
     allocate, is_starved, Budget, LayerOffer, Want, ALLOCATE_EVERY, AUDIO_BPS, DYNACAST_OFF_AFTER,
-    ESTIMATE_WINDOW, HOLD_AFTER_DOWNGRADE, INITIAL_ESTIMATE_BPS, PROBE_FIRST, PROBE_FOR, PROBE_MAX,
+    ESTIMATE_WINDOW, HOLD_AFTER_DOWNGRADE, INITIAL_ESTIMATE_BPS, PROBE_FIRST, PROBE_MAX,
     UPGRADE_MARGIN,
 };
 use crate::keyframe::KeyframeKind;
@@ -217,10 +217,7 @@ impl MediaRoom {
             + audio * AUDIO_BPS)
             .max(AUDIO_BPS);
         // Only a real change: each call re-arms str0m's estimator timers.
-        if peer.estimate_bps.is_some()
-            && peer.probing_until.is_none()
-            && desired.abs_diff(peer.bwe_desired) > desired / 10
-        {
+        if peer.estimate_bps.is_some() && desired.abs_diff(peer.bwe_desired) > desired / 10 {
             peer.bwe_desired = desired;
             peer.rtc
                 .bwe()
@@ -240,15 +237,13 @@ impl MediaRoom {
         } else if peer.next_probe.is_none() {
             peer.next_probe = Some(now + peer.probe_backoff);
         } else if peer.next_probe.is_some_and(|t| now >= t) {
-            // Pad up to the estimate for a moment: the estimator then sees the
-            // link carry what it estimated, and may grow by half again (str0m
-            // caps growth at 1.5x what is sent). Padding stays under the
-            // estimate and stops when the link shows delay, so a weak link
-            // only carries it briefly.
+            // str0m sends a probe (a burst at up to twice the estimate) when it
+            // sees the desired rate rise between two of its timeouts: lower it
+            // now; the next allocation raises it again.
             peer.rtc
                 .bwe()
-                .set_bitrate(Bitrate::bps(desired), Bitrate::bps(desired));
-            peer.probing_until = Some(now + PROBE_FOR);
+                .set_bitrate(Bitrate::ZERO, Bitrate::bps(AUDIO_BPS));
+            peer.bwe_desired = AUDIO_BPS;
             // Probing pays while it finds more; when it stops finding, wait longer.
             let grew = peer
                 .estimate_bps
@@ -259,13 +254,7 @@ impl MediaRoom {
                 (peer.probe_backoff * 2).min(PROBE_MAX)
             };
             peer.probe_from_bps = peer.estimate_bps.unwrap_or(0);
-            peer.next_probe = Some(now + PROBE_FOR + peer.probe_backoff);
-        }
-        if peer.probing_until.is_some_and(|t| now >= t || !unmet) {
-            peer.probing_until = None;
-            peer.rtc
-                .bwe()
-                .set_bitrate(Bitrate::ZERO, Bitrate::bps(desired));
+            peer.next_probe = Some(now + peer.probe_backoff);
         }
         debug!(room = %self.id, participant = %peer.participant, estimate = ?peer.estimate_bps, desired, starved, unmet, "layers allocated");
         let connected = peer.connected;
@@ -332,7 +321,10 @@ impl MediaRoom {
                     // What subscribers wish for, not only what their estimate
                     // allows now: a layer lost to a dip must still be there
                     // when the estimate recovers.
-                    for q in [dt.wish, dt.target, dt.current].into_iter().flatten() {
+                    for q in [dt.wish, dt.desired, dt.target, dt.current]
+                        .into_iter()
+                        .flatten()
+                    {
                         needed[q.index()] = true;
                     }
                 }

@@ -140,7 +140,6 @@ impl MediaRoom {
             next_probe: None,
             probe_backoff: PROBE_FIRST,
             probe_from_bps: 0,
-            probing_until: None,
         };
         let slot = match self.peers.iter().position(Option::is_none) {
             Some(i) => {
