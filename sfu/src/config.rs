@@ -92,6 +92,8 @@ pub struct MediaConfig {
     pub connect_timeout_secs: u64,
     /// Below this downlink estimate a subscriber keeps audio and one video.
     pub starved_below_kbps: u64,
+    /// Microphones forwarded at once in a room: the loudest.
+    pub loudest_audio: usize,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -214,6 +216,9 @@ impl Config {
         }
         if self.http.cert_file.is_some() != self.http.key_file.is_some() {
             problems.push("http.cert_file and http.key_file go together".to_string());
+        }
+        if !(1..=16).contains(&self.media.loudest_audio) {
+            problems.push("media.loudest_audio must be 1-16".to_string());
         }
         if !(1..=300).contains(&self.media.connect_timeout_secs) {
             problems.push("media.connect_timeout_secs must be 1-300".to_string());

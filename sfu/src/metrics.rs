@@ -50,6 +50,7 @@ pub struct Metrics {
     layer_switches: IntCounterVec,
     layer_bytes: IntCounterVec,
     paused: IntGauge,
+    audio_suppressed: IntCounterVec,
     shard_cpu: CounterVec,
     shard_busy: CounterVec,
     /// The process collector counts CPU in whole seconds; this one is exact.
@@ -242,6 +243,12 @@ impl Metrics {
                 "Video payload bytes forwarded, by simulcast layer (a single-layer track counts as high)",
                 &["shard", "layer"],
             ),
+            audio_suppressed: counter(
+                r,
+                "sfu_audio_packets_suppressed_total",
+                "Audio packets not forwarded: not among the room's loudest microphones, or marked silent",
+                &["shard"],
+            ),
             paused: register(
                 r,
                 IntGauge::new(
@@ -344,6 +351,10 @@ impl Metrics {
             raise(&self.peer_closes.with_label_values(&[sh]), c.peer_closes);
             raise(&self.room_faults.with_label_values(&[sh]), c.room_faults);
             raise(&self.stalls.with_label_values(&[sh]), c.stalls);
+            raise(
+                &self.audio_suppressed.with_label_values(&[sh]),
+                c.audio_suppressed,
+            );
             stalled += c.stalled_subscriptions;
             paused += c.paused_subscriptions;
             for (i, dir) in ["down", "up"].iter().enumerate() {

@@ -132,6 +132,12 @@ pub enum MediaEvent {
         track: TrackId,
         active: Vec<Quality>,
     },
+    /// Who speaks in the room changed: participants speaking now, loudest
+    /// first, and the dominant speaker.
+    Speakers {
+        speakers: Vec<ParticipantId>,
+        dominant: Option<ParticipantId>,
+    },
     /// A subscriber's downlink estimate crossed the starvation threshold.
     Downlink {
         participant: ParticipantId,

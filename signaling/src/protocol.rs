@@ -233,6 +233,14 @@ pub enum ServerMessage {
         track_id: TrackId,
         active: Vec<Quality>,
     },
+    /// Who speaks now, loudest first (at most a few times a second, on change).
+    ActiveSpeakers {
+        participant_ids: Vec<ParticipantId>,
+    },
+    /// The main speaker changed: speaker view follows it.
+    DominantSpeaker {
+        participant_id: ParticipantId,
+    },
     /// This subscriber's downlink estimate crossed the starvation threshold:
     /// while starved, the server pauses all but one video.
     Downlink {

@@ -136,6 +136,8 @@ pub struct Room {
     /// Handed to the media engine so its events come back through our inbox.
     media_events: mpsc::Sender<MediaEvent>,
     metrics: Arc<SignalingMetrics>,
+    /// The dominant speaker last announced.
+    dominant: Option<ParticipantId>,
 }
 
 impl Room {
@@ -158,6 +160,7 @@ impl Room {
             ids,
             media_events,
             metrics,
+            dominant: None,
         }
     }
 
@@ -250,6 +253,22 @@ impl Room {
                         active,
                     },
                 );
+            }
+            RoomCommand::Media(MediaEvent::Speakers { speakers, dominant }) => {
+                // Only members still here; the engine's view can trail a leave.
+                let speakers: Vec<ParticipantId> = speakers
+                    .into_iter()
+                    .filter(|p| self.members.contains_key(p))
+                    .collect();
+                self.broadcast(&ServerMessage::ActiveSpeakers {
+                    participant_ids: speakers,
+                });
+                if let Some(d) = dominant.filter(|d| self.members.contains_key(d)) {
+                    if self.dominant != Some(d) {
+                        self.dominant = Some(d);
+                        self.broadcast(&ServerMessage::DominantSpeaker { participant_id: d });
+                    }
+                }
             }
             RoomCommand::Media(MediaEvent::Downlink {
                 participant,
@@ -657,6 +676,13 @@ impl Room {
         if member.out.try_send(Outbound::Message(msg)).is_err() {
             warn!(room = %self.id, participant = %to, "outbound queue full or closed; disconnecting");
             self.leave(to);
+        }
+    }
+
+    fn broadcast(&mut self, msg: &ServerMessage) {
+        let targets: Vec<ParticipantId> = self.members.keys().copied().collect();
+        for to in targets {
+            self.send(to, msg.clone());
         }
     }
 

@@ -143,6 +143,18 @@ fn server_messages() {
         },
     );
     check(
+        "server_active_speakers",
+        &ServerMessage::ActiveSpeakers {
+            participant_ids: vec![ParticipantId(7), ParticipantId(3)],
+        },
+    );
+    check(
+        "server_dominant_speaker",
+        &ServerMessage::DominantSpeaker {
+            participant_id: ParticipantId(7),
+        },
+    );
+    check(
         "server_downlink",
         &ServerMessage::Downlink {
             starved: true,

@@ -624,3 +624,41 @@ async fn layer_messages_pass_between_clients_and_the_engine() {
         }]
     );
 }
+
+#[tokio::test]
+async fn speakers_are_announced_to_everyone_and_the_dominant_only_when_it_changes() {
+    let (mut room, _media) = room(10);
+    let mut a = join(&mut room, "A").await.unwrap();
+    let mut b = join(&mut room, "B").await.unwrap();
+    drain(&mut a);
+    drain(&mut b);
+    let speakers = |dominant| {
+        RoomCommand::Media(signaling::media::MediaEvent::Speakers {
+            speakers: vec![dominant, ParticipantId(999)],
+            dominant: Some(dominant),
+        })
+    };
+    room.handle(speakers(a.id)).await;
+    let expected = vec![
+        ServerMessage::ActiveSpeakers {
+            participant_ids: vec![a.id],
+        },
+        ServerMessage::DominantSpeaker {
+            participant_id: a.id,
+        },
+    ];
+    assert_eq!(
+        drain(&mut a),
+        expected,
+        "a participant who left is not named"
+    );
+    assert_eq!(drain(&mut b), expected);
+    room.handle(speakers(a.id)).await;
+    assert_eq!(
+        drain(&mut b),
+        vec![ServerMessage::ActiveSpeakers {
+            participant_ids: vec![a.id]
+        }],
+        "the same dominant speaker is not announced again"
+    );
+}

@@ -151,6 +151,9 @@ pub struct Counters {
     /// Video subscriptions paused now (by the client, the host or a starved
     /// link): a gauge, recounted with the stalled one.
     pub paused_subscriptions: u64,
+    /// Audio packets not forwarded: not among the loudest microphones, or
+    /// marked silent (level -127 dBov).
+    pub audio_suppressed: u64,
 }
 
 impl Counters {

@@ -7,6 +7,7 @@ pub mod layers;
 pub mod peer;
 pub mod room;
 pub mod shard;
+pub mod speakers;
 pub mod stall;
 pub mod stats;
 pub mod testkit;
@@ -80,6 +81,7 @@ impl Engine {
             );
             shard.connect_timeout = std::time::Duration::from_secs(config.connect_timeout_secs);
             shard.starved_below_bps = config.starved_below_kbps * 1000;
+            shard.loudest_audio = config.loudest_audio;
             std::thread::Builder::new()
                 .name(format!("shard-{index}"))
                 .spawn(move || {

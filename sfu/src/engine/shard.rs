@@ -56,6 +56,8 @@ pub struct Shard {
     pub connect_timeout: Duration,
     /// Below this downlink estimate a subscriber is starved.
     pub starved_below_bps: u64,
+    /// Microphones forwarded at once in a room (the loudest).
+    pub loudest_audio: usize,
     rooms: FxHashMap<RoomId, MediaRoom>,
     by_ufrag: FxHashMap<String, (RoomId, usize)>,
     by_addr: FxHashMap<SocketAddr, (RoomId, usize)>,
@@ -79,6 +81,7 @@ impl Shard {
             link,
             connect_timeout: Duration::from_secs(30),
             starved_below_bps: 150_000,
+            loudest_audio: 3,
             index,
             socket,
             advertised,
@@ -308,6 +311,7 @@ impl Shard {
                         .with_link_metrics(self.link.clone())
                         .with_connect_timeout(self.connect_timeout)
                         .with_starved_below(self.starved_below_bps)
+                        .with_loudest_audio(self.loudest_audio)
                 });
                 let (socket, counters) = (&self.socket, &mut self.counters);
                 let ran = catch_unwind(AssertUnwindSafe(|| {

@@ -24,7 +24,7 @@ use str0m::config::DtlsCert;
 use str0m::format::Codec;
 use str0m::media::{MediaKind, Mid, Pt, Rid, Simulcast, SimulcastLayer};
 use str0m::net::{Protocol, Receive};
-use str0m::rtp::{RtpWrite, Ssrc, Vp8Descriptor};
+use str0m::rtp::{ExtensionValues, RtpWrite, Ssrc, Vp8Descriptor};
 use str0m::{Candidate, Event, Input, Output, Rtc};
 use tokio::sync::mpsc;
 
@@ -279,15 +279,19 @@ impl SimRoom {
             let queued = std::mem::take(&mut *self.egress.queue.borrow_mut());
             for (to, data) in queued {
                 moved = true;
-                let Some(c) = self.clients.iter_mut().find(|c| c.addr == to) else {
+                let Some(i) = self.clients.iter().position(|c| c.addr == to) else {
                     continue;
                 };
+                let c = &mut self.clients[i];
                 if c.drop_downlink.as_mut().is_some_and(|f| f(&data)) {
                     continue;
                 }
                 let input = receive(now, SERVER, to, &data);
                 // A client that gave up on the connection refuses input; that is its business.
                 let _ = c.rtc.handle_input(input);
+                // str0m wants its output drained after every input: events of
+                // two inputs in a row would be lost.
+                self.poll_client(i);
             }
             if !moved {
                 return;
@@ -326,7 +330,14 @@ impl SimRoom {
                         .handle_input(slot, input, now, &self.egress, &mut self.counters);
                 }
                 Output::Event(Event::RtpPacket(p)) => {
-                    let vp8 = Vp8Descriptor::parse(&p.payload).ok();
+                    let is_vp8 = c
+                        .rtc
+                        .codec_config()
+                        .find(|x| x.pt() == p.header.payload_type)
+                        .is_some_and(|x| x.spec().codec == Codec::Vp8);
+                    let vp8 = is_vp8
+                        .then(|| Vp8Descriptor::parse(&p.payload).ok())
+                        .flatten();
                     let tag = match vp8 {
                         // The tag follows a full descriptor (see `send_layer`).
                         Some(_) if p.payload[0] & 0x80 != 0 => p.payload[7],
@@ -428,6 +439,31 @@ impl SimRoom {
         let payload = vec![0xfc, 0xff, tag, 0, 0, 0, 0, 0];
         let seq = self.queue_rtp(c, mid, None, pt, payload, false, 960);
         self.pump();
+        seq
+    }
+
+    /// Client `c` sends one Opus packet on `mid` tagged `tag`, with an RFC 6464
+    /// audio level (`-dBov`: 0 loudest, -127 silence) but does not pump yet.
+    pub fn queue_audio_level(&mut self, c: usize, mid: Mid, tag: u8, level: i8) -> u64 {
+        let pt = self.pt(c, mid, Codec::Opus);
+        let now = self.now;
+        let client = &mut self.clients[c];
+        let seq = client.next_seq(mid, None);
+        let payload: Arc<[u8]> = vec![0xfc, 0xff, tag, 0, 0, 0, 0, 0].into();
+        let ext = ExtensionValues {
+            audio_level: Some(level),
+            voice_activity: Some(level > -127),
+            ..Default::default()
+        };
+        let write = RtpWrite::new(pt, seq.into(), (seq * 960) as u32, now, payload)
+            .marker(false)
+            .ext_vals(ext);
+        client
+            .rtc
+            .direct_api()
+            .stream_tx_by_mid(mid, None)
+            .expect("a send stream on this mid")
+            .write_rtp(write);
         seq
     }
 

@@ -425,6 +425,11 @@ impl MediaRoom {
                         self.layers_due(now);
                     }
                 }
+                Timer::Speakers => {
+                    if self.speakers_timer == Some(t) {
+                        self.speakers_due(now);
+                    }
+                }
             }
         }
         self.drain(now, egress, counters);

@@ -82,6 +82,21 @@ impl MediaRoom {
             .flatten();
         let in_seq = *pkt.seq_no;
 
+        // Audio: only the loudest microphones are heard (and any a subscriber
+        // pinned); a packet marked silent carries nothing to hear. Where it is
+        // not sent, the subscriber's numbering closes up over it, so no loss
+        // is reported; its timestamps jump.
+        let mut suppressed = false;
+        let mut silent = false;
+        if !video {
+            let level = pkt.header.ext_vals.audio_level;
+            self.speakers.observe(track_id, level, now);
+            silent = level == Some(-127);
+            suppressed = silent || !self.speakers.is_audible(track_id, now);
+            if suppressed {
+                counters.audio_suppressed += 1;
+            }
+        }
         if track.host_muted {
             // Its subscriptions are paused (see `set_host_muted`); whatever the
             // client sends is not forwarded.
@@ -110,6 +125,12 @@ impl MediaRoom {
             if switched && dt.fwd_layer == Some(quality) {
                 dt.munger.switch_source();
                 dt.vp8.switch();
+            }
+            if suppressed && (silent || !dt.prefs.pinned) {
+                if dt.fwd_layer == Some(quality) {
+                    dt.munger.skip(in_seq);
+                }
+                continue;
             }
             if dt.current != Some(quality) {
                 if quality != target {

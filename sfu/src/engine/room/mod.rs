@@ -13,9 +13,11 @@ mod allocation;
 mod drain;
 mod forwarding;
 mod negotiation;
+mod speaking;
 
 use super::layers::LayerSource;
 use super::peer::Peer;
+use super::speakers::Speakers;
 use super::stats::LinkMetrics;
 use crate::keyframe::KeyframeKind;
 use signaling::ids::{ParticipantId, RoomId, TrackId};
@@ -96,6 +98,8 @@ enum Timer {
     Keyframe(TrackId, Quality),
     /// Measure layers, re-choose every subscription's layer, dynacast.
     Layers,
+    /// Re-rank the speakers.
+    Speakers,
 }
 
 pub struct MediaRoom {
@@ -119,6 +123,10 @@ pub struct MediaRoom {
     layers_timer: Option<Instant>,
     /// When layers were last measured.
     layers_sampled: Option<Instant>,
+    /// Who speaks, and which microphones are forwarded.
+    speakers: Speakers,
+    /// The time of the live `Timer::Speakers` entry.
+    speakers_timer: Option<Instant>,
 }
 
 impl MediaRoom {
@@ -136,7 +144,15 @@ impl MediaRoom {
             starved_below_bps: 150_000,
             layers_timer: None,
             layers_sampled: None,
+            speakers: Speakers::new(3),
+            speakers_timer: None,
         }
+    }
+
+    /// How many microphones are forwarded at once (the loudest).
+    pub fn with_loudest_audio(mut self, n: usize) -> Self {
+        self.speakers = Speakers::new(n);
+        self
     }
 
     /// Below this downlink estimate a subscriber keeps audio and one video.
@@ -217,6 +233,7 @@ impl MediaRoom {
             return;
         };
         let t = self.tracks.swap_remove(pos);
+        self.speakers.remove(t.id);
         for r in t.subscribers {
             if let Some(peer) = self.peers.get_mut(r.peer).and_then(Option::as_mut) {
                 peer.retire_downtrack(r.slot);

@@ -189,6 +189,10 @@ impl MediaRoom {
             } else {
                 let peer = self.peers[slot].as_ref().expect("caller checked");
                 let layers = track_layers(peer, Mid::from(p.mid.as_str()), now);
+                if p.kind == MediaKind::Audio {
+                    self.speakers.add(p.track_id, peer.participant);
+                    self.schedule_speakers(now);
+                }
                 self.tracks.push(PublishedTrack {
                     id: p.track_id,
                     owner: slot,
