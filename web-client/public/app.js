@@ -38,18 +38,40 @@ function remoteKey(r) {
 }
 
 // Tell the server how the video tracks of one tile are shown: paused when the
-// tile is off screen, hidden or on a hidden page; the layer by its height.
-// There is no pinned (speaker) tile; a screen share has first claim anyway.
+// tile is off screen, hidden or on a hidden page; the layer by its height;
+// pinned for the speaker's tile while it is shown (first claim on the downlink
+// after a screen share; a paused track has no claim to make).
 function syncView(key) {
   const view = grid.view(key);
   if (!meeting || !view) return;
+  const pinned = key === grid.featured && view.visible;
   for (const [trackId, r] of meeting.remote) {
     if (r.info.kind === 'video' && remoteKey(r) === key) {
-      meeting.setView(trackId, { paused: !view.visible, quality: qualityForHeight(view.height), pinned: false });
+      meeting.setView(trackId, { paused: !view.visible, quality: qualityForHeight(view.height), pinned });
     }
   }
 }
 grid.onView = syncView;
+
+// Who speaks (docs/signaling-protocol.md, "Speakers"): the tiles of those
+// speaking now are highlighted, one's own included.
+function showSpeakers() {
+  grid.setSpeaking(meeting.activeSpeakers.map((id) => (id === meeting.participantId ? 'local' : `p-${id}`)));
+}
+
+// Speaker view follows the dominant speaker: their tile takes the grid's first
+// place and its camera is pinned. When one speaks oneself, the last other
+// speaker keeps the place: one's own tile never takes it.
+function followDominant() {
+  const id = meeting.dominantSpeaker;
+  if (id === null || id === meeting.participantId || !meeting.participants.has(id)) return;
+  const key = `p-${id}`;
+  const before = grid.featured;
+  if (before === key) return;
+  grid.setFeatured(key);
+  if (before) syncView(before);
+  syncView(key);
+}
 
 function applyRemoteFlags(participantId) {
   const p = meeting.participants.get(participantId);
@@ -122,6 +144,8 @@ function startMeeting() {
   const current = meeting;
   window.sfuClient = { meeting, grid, session };
   $('downlink').hidden = true;
+  grid.setSpeaking([]);
+  grid.setFeatured(null);
   let retryAfter = null;
   meeting.addEventListener('joined', () => {
     session.attempt = 0;
@@ -135,6 +159,7 @@ function startMeeting() {
     const p = e.detail;
     grid.tile(`p-${p.participant_id}`, p.name);
     applyRemoteFlags(p.participant_id);
+    if (p.participant_id === meeting.dominantSpeaker) followDominant();
     if (meeting.role === 'host') {
       grid.addHostControls(`p-${p.participant_id}`, {
         onMute: () => meeting.moderate('mute', p.participant_id, 'microphone'),
@@ -144,7 +169,9 @@ function startMeeting() {
     }
   });
   meeting.addEventListener('participant-left', (e) => {
+    if (grid.featured === `p-${e.detail}`) grid.setFeatured(null);
     grid.remove(`p-${e.detail}`);
+    showSpeakers();
     for (const key of grid.keys()) {
       if (key.startsWith('screen-') && !meeting.remote.has(Number(key.slice(7)))) grid.remove(key);
     }
@@ -163,6 +190,8 @@ function startMeeting() {
     applyRemoteFlags(r.participantId);
   });
   meeting.addEventListener('remote-changed', (e) => applyRemoteFlags(e.detail.participantId));
+  meeting.addEventListener('speakers', showSpeakers);
+  meeting.addEventListener('dominant-speaker', followDominant);
   meeting.addEventListener('downlink', (e) => { $('downlink').hidden = !e.detail.starved; });
   meeting.addEventListener('muted-by-host', () => { refreshControls(); status(t('mutedByHost')); });
   meeting.addEventListener('server-error', (e) => {

@@ -1,7 +1,8 @@
 // The participant grid: one tile per remote participant's camera (with their
 // microphone), one per screen share, and the local preview. It watches how each
 // remote tile is shown (size, in view, page visible) and calls `onView(key)`
-// when that changes.
+// when that changes. Tiles of those speaking now are highlighted, and one tile
+// (the main speaker's) can take the grid's first place.
 import { t } from './i18n.js';
 
 export class Grid {
@@ -11,6 +12,8 @@ export class Grid {
     this.onFirstFrame = onFirstFrame;
     this.onView = null;
     this.shown = new Map(); // remote tile key -> { height, intersecting } (null until observed)
+    this.speaking = new Set(); // keys of the tiles whose participant speaks now
+    this.featured = null;      // key of the tile in first place
     const seen = (entries, update) => {
       for (const e of entries) {
         const key = e.target.dataset.key;
@@ -47,6 +50,11 @@ export class Grid {
     audio.autoplay = true;
     const lab = document.createElement('div');
     lab.className = 'label';
+    const speaking = document.createElement('span');
+    speaking.className = 'badge speaking';
+    speaking.title = t('speaking');
+    speaking.setAttribute('role', 'img');
+    speaking.setAttribute('aria-label', t('speaking'));
     const nameEl = document.createElement('span');
     nameEl.className = 'name';
     nameEl.textContent = label;
@@ -58,8 +66,10 @@ export class Grid {
     cam.className = 'badge cam';
     cam.title = t('camOff');
     cam.textContent = t('camOffBadge');
-    lab.append(nameEl, mic, cam);
+    lab.append(speaking, nameEl, mic, cam);
     tile.append(video, audio, lab);
+    tile.classList.toggle('speaking', this.speaking.has(key));
+    tile.classList.toggle('featured', this.featured === key);
     this.el.append(tile);
     this.tiles.set(key, tile);
     if (!local) {
@@ -108,6 +118,18 @@ export class Grid {
     if (!tile) return;
     if (micMuted !== undefined) tile.classList.toggle('mic-muted', micMuted);
     if (camOff !== undefined) tile.classList.toggle('cam-off', camOff);
+  }
+
+  // The tiles of those speaking now (a tile made later is marked when made).
+  setSpeaking(keys) {
+    this.speaking = new Set(keys);
+    for (const [key, tile] of this.tiles) tile.classList.toggle('speaking', this.speaking.has(key));
+  }
+
+  // Put one tile (or none, for null) in the grid's first place.
+  setFeatured(key) {
+    this.featured = key;
+    for (const [k, tile] of this.tiles) tile.classList.toggle('featured', k === key);
   }
 
   remove(key) {

@@ -15,6 +15,10 @@ export class Meeting extends EventTarget {
     this.remote = new Map();       // trackId -> { participantId, info, transceiver }
     this.local = new Map();        // source -> { transceiver, track, muted, trackId, activeLayers }
     this.layers = [];              // joined.simulcast.layers: how to encode the camera
+    // Who speaks (docs/signaling-protocol.md, "Speakers"): the participants
+    // speaking now, loudest first, and the main speaker (null until announced).
+    this.activeSpeakers = [];
+    this.dominantSpeaker = null;
     this.negotiating = false;
     this.renegotiate = false;
     this.metrics = { wsOpenAt: null, joinedAt: null, firstRemoteFrameAt: null };
@@ -63,6 +67,9 @@ export class Meeting extends EventTarget {
         const p = this.participants.get(msg.participant_id);
         if (p) for (const trackId of p.tracks.keys()) this.unsubscribe(trackId);
         this.participants.delete(msg.participant_id);
+        // The server may not announce that someone who left stopped speaking.
+        this.activeSpeakers = this.activeSpeakers.filter((id) => id !== msg.participant_id);
+        if (this.dominantSpeaker === msg.participant_id) this.dominantSpeaker = null;
         this.emit('participant-left', msg.participant_id);
         this.negotiate();
         break;
@@ -110,6 +117,14 @@ export class Meeting extends EventTarget {
       // The server paused our video for a starved downlink (or resumed it).
       case 'downlink':
         this.emit('downlink', msg);
+        break;
+      case 'active_speakers':
+        this.activeSpeakers = Array.isArray(msg.participant_ids) ? msg.participant_ids : [];
+        this.emit('speakers', this.activeSpeakers);
+        break;
+      case 'dominant_speaker':
+        this.dominantSpeaker = msg.participant_id ?? null;
+        this.emit('dominant-speaker', this.dominantSpeaker);
         break;
       // Anything else is from a newer server: ignored.
     }

@@ -46,8 +46,9 @@ export async function startServer(extraToml = '', { listen = '127.0.0.1:0', keyF
 }
 
 // `executablePath` can be a wrapper that starts Chromium elsewhere (in another
-// network namespace).
-export async function launchBrowser({ executablePath = process.env.CHROMIUM || '/usr/bin/chromium' } = {}) {
+// network namespace); `extraArgs` go after the usual flags (another fake audio
+// source, for one).
+export async function launchBrowser({ executablePath = process.env.CHROMIUM || '/usr/bin/chromium', extraArgs = [] } = {}) {
   // playwright gives every launch a fresh, temporary profile directory.
   return chromium.launch({
     executablePath,
@@ -61,6 +62,7 @@ export async function launchBrowser({ executablePath = process.env.CHROMIUM || '
       '--autoplay-policy=no-user-gesture-required',
       // The server's self-signed certificate (the test's stand-in for "accept it once").
       '--ignore-certificate-errors',
+      ...extraArgs,
     ],
   });
 }
