@@ -16,7 +16,7 @@ use axum::Router;
 use prometheus::{
     Counter, CounterVec, Encoder, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
 };
-use signaling::protocol::Quality;
+use signaling::protocol::{ConnectionQuality, Quality};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex};
 
@@ -51,6 +51,7 @@ pub struct Metrics {
     layer_bytes: IntCounterVec,
     paused: IntGauge,
     audio_suppressed: IntCounterVec,
+    connection_quality: prometheus::IntGaugeVec,
     shard_cpu: CounterVec,
     shard_busy: CounterVec,
     /// The process collector counts CPU in whole seconds; this one is exact.
@@ -249,6 +250,17 @@ impl Metrics {
                 "Audio packets not forwarded: not among the room's loudest microphones, or marked silent",
                 &["shard"],
             ),
+            connection_quality: register(
+                r,
+                prometheus::IntGaugeVec::new(
+                    prometheus::Opts::new(
+                        "sfu_connection_quality",
+                        "Participants by connection quality now (a count; never per participant)",
+                    ),
+                    &["quality"],
+                )
+                .expect("valid metric"),
+            ),
             paused: register(
                 r,
                 IntGauge::new(
@@ -289,6 +301,7 @@ impl Metrics {
         let _one_at_a_time = self.refresh.lock().unwrap_or_else(|e| e.into_inner());
         let (mut rooms, mut participants, mut tracks, mut subscriptions) = (0, 0, 0, 0);
         let (mut stalled, mut paused) = (0, 0);
+        let mut quality = [0u64; 4];
         for (i, s) in self.engine.shard_stats().iter().enumerate() {
             let shard = i.to_string();
             let sh = shard.as_str();
@@ -357,6 +370,9 @@ impl Metrics {
             );
             stalled += c.stalled_subscriptions;
             paused += c.paused_subscriptions;
+            for (total, n) in quality.iter_mut().zip(c.connection_quality) {
+                *total += n;
+            }
             for (i, dir) in ["down", "up"].iter().enumerate() {
                 raise(
                     &self.layer_switches.with_label_values(&[sh, dir]),
@@ -385,6 +401,11 @@ impl Metrics {
         self.subscriptions.set(subscriptions as i64);
         self.stalled.set(stalled as i64);
         self.paused.set(paused as i64);
+        for q in ConnectionQuality::ALL {
+            self.connection_quality
+                .with_label_values(&[q.as_str()])
+                .set(quality[q as usize] as i64);
+        }
     }
 
     /// The text exposition of every metric, freshly refreshed.

@@ -6,7 +6,7 @@
 //! room that owns the participant, through that room's bounded inbox.
 
 use crate::ids::{ParticipantId, RoomId, TrackId};
-use crate::protocol::{MediaKind, Quality};
+use crate::protocol::{ConnectionQuality, MediaKind, Quality};
 use tokio::sync::{mpsc, oneshot};
 
 /// An m-line the participant publishes on, with the id signaling gave it.
@@ -137,6 +137,11 @@ pub enum MediaEvent {
     Speakers {
         speakers: Vec<ParticipantId>,
         dominant: Option<ParticipantId>,
+    },
+    /// A participant's connection quality changed.
+    Quality {
+        participant: ParticipantId,
+        quality: ConnectionQuality,
     },
     /// A subscriber's downlink estimate crossed the starvation threshold.
     Downlink {

@@ -103,6 +103,34 @@ impl Quality {
     }
 }
 
+/// A participant's connection, as the server sees both its legs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConnectionQuality {
+    Excellent,
+    Good,
+    Poor,
+    Lost,
+}
+
+impl ConnectionQuality {
+    pub const ALL: [ConnectionQuality; 4] = [
+        ConnectionQuality::Excellent,
+        ConnectionQuality::Good,
+        ConnectionQuality::Poor,
+        ConnectionQuality::Lost,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConnectionQuality::Excellent => "excellent",
+            ConnectionQuality::Good => "good",
+            ConnectionQuality::Poor => "poor",
+            ConnectionQuality::Lost => "lost",
+        }
+    }
+}
+
 /// One encoding of a simulcast camera, as `joined.simulcast` tells the client to publish it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -240,6 +268,12 @@ pub enum ServerMessage {
     /// The main speaker changed: speaker view follows it.
     DominantSpeaker {
         participant_id: ParticipantId,
+    },
+    /// A participant's connection quality changed (to everyone, the
+    /// participant too).
+    ConnectionQuality {
+        participant_id: ParticipantId,
+        quality: ConnectionQuality,
     },
     /// This subscriber's downlink estimate crossed the starvation threshold:
     /// while starved, the server pauses all but one video.

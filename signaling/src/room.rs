@@ -254,6 +254,17 @@ impl Room {
                     },
                 );
             }
+            RoomCommand::Media(MediaEvent::Quality {
+                participant,
+                quality,
+            }) => {
+                if self.members.contains_key(&participant) {
+                    self.broadcast(&ServerMessage::ConnectionQuality {
+                        participant_id: participant,
+                        quality,
+                    });
+                }
+            }
             RoomCommand::Media(MediaEvent::Speakers { speakers, dominant }) => {
                 // Only members still here; the engine's view can trail a leave.
                 let speakers: Vec<ParticipantId> = speakers

@@ -155,6 +155,13 @@ fn server_messages() {
         },
     );
     check(
+        "server_connection_quality",
+        &ServerMessage::ConnectionQuality {
+            participant_id: ParticipantId(7),
+            quality: ConnectionQuality::Poor,
+        },
+    );
+    check(
         "server_downlink",
         &ServerMessage::Downlink {
             starved: true,

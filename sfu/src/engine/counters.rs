@@ -154,6 +154,9 @@ pub struct Counters {
     /// Audio packets not forwarded: not among the loudest microphones, or
     /// marked silent (level -127 dBov).
     pub audio_suppressed: u64,
+    /// Participants by connection quality now (excellent, good, poor, lost):
+    /// gauges, recounted with the stalled one.
+    pub connection_quality: [u64; 4],
 }
 
 impl Counters {

@@ -191,8 +191,9 @@ pub struct Budget {
 }
 
 /// Share `budget` (None: no estimate, no limit) among `wants`: first every
-/// subscription's lowest layer in priority order (a first claim gets it even
-/// over budget), then upgrades in the same order. A starved subscriber keeps
+/// subscription's lowest layer in priority order (a first claim, or a track
+/// with a single layer, gets it even over budget), then upgrades in the same
+/// order. A starved subscriber keeps
 /// only its first first-claim track, at its lowest layer.
 pub fn allocate(budget: Option<Budget>, starved: bool, wants: &[Want]) -> Vec<Choice> {
     let mut order: Vec<usize> = (0..wants.len()).collect();
@@ -218,8 +219,12 @@ pub fn allocate(budget: Option<Budget>, starved: bool, wants: &[Want]) -> Vec<Ch
             if let Some(q) = lowest(w) {
                 let cost = w.layers[q.index()].map_or(0, |l| l.cost_bps) as i64;
                 // A first claim (the screen share, the pinned speaker) is
-                // never paused for bandwidth, even over budget.
-                if cost <= left || w.first_claim {
+                // never paused for bandwidth, even over budget; nor is a track
+                // with one layer: there is nothing lighter to send instead,
+                // and going dark is worse than a congested moment (a starved
+                // link still pauses it).
+                let single = w.layers.iter().flatten().count() == 1;
+                if cost <= left || w.first_claim || single {
                     desired[i] = Some(q);
                     left -= cost;
                 }
@@ -419,6 +424,17 @@ mod tests {
         screen.layers = [None, None, screen.layers[2]];
         let c = allocate(steady(1_000_000), false, &[want(false), screen]);
         assert_eq!(desired(&c), [None, Some(Quality::High)]);
+    }
+
+    #[test]
+    fn a_track_without_layers_is_not_paused_for_bandwidth_but_is_when_starved() {
+        let mut single = want(false);
+        single.layers = [None, None, single.layers[2]];
+        let wants = [single.clone(), single];
+        let c = allocate(steady(1_000_000), false, &wants);
+        assert_eq!(desired(&c), [Some(Quality::High), Some(Quality::High)]);
+        let c = allocate(steady(100_000), true, &wants);
+        assert_eq!(desired(&c), [None, None]);
     }
 
     #[test]

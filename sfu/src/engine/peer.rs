@@ -36,6 +36,8 @@ pub struct DownTrack {
     pub pt_map: Vec<(Pt, Option<Pt>)>,
     /// str0m's cumulative NACKs received on this stream at its last stats event.
     pub last_nacks: u64,
+    /// str0m's cumulative packets sent on this stream at its last stats event.
+    pub last_packets: u64,
     /// Whether this stream's SSRCs are known yet (`ssrc`, the peer's `rtx_ssrcs`).
     pub rtx_known: bool,
     /// Our outgoing SSRC (and its RTX SSRC) on this m-line, once known.
@@ -134,6 +136,8 @@ pub struct Peer {
     pub recent_estimates: Vec<(Instant, u64)>,
     /// Below the starvation threshold: one video kept, the others paused.
     pub starved: bool,
+    /// Its connection quality, from both legs' reports.
+    pub quality: super::quality::QualityWatch,
     /// The desired bitrate last given to str0m's BWE (it probes toward it).
     pub bwe_desired: u64,
     /// When to probe for more bandwidth next, while a wish goes unmet, and

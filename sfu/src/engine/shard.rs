@@ -153,6 +153,13 @@ impl Shard {
                     self.rooms.values().map(|r| r.stalled_count() as u64).sum();
                 self.counters.paused_subscriptions =
                     self.rooms.values().map(|r| r.paused_count() as u64).sum();
+                let mut quality = [0; 4];
+                for r in self.rooms.values() {
+                    for (total, n) in quality.iter_mut().zip(r.quality_counts()) {
+                        *total += n;
+                    }
+                }
+                self.counters.connection_quality = quality;
                 last_gauge = working;
             }
             // The counters reach readers only through this snapshot: one copy per

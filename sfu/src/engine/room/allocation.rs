@@ -94,6 +94,15 @@ impl MediaRoom {
             self.allocate_peer(slot, now);
         }
         self.dynacast(now);
+        for slot in self.peers().map(|(s, _)| s).collect::<Vec<_>>() {
+            let peer = self.peers[slot].as_mut().expect("listed above");
+            if let Some(quality) = peer.quality.evaluate(peer.estimate_bps, now) {
+                let _ = peer.events.try_send(MediaEvent::Quality {
+                    participant: peer.participant,
+                    quality,
+                });
+            }
+        }
         if let Some(link) = &self.link {
             for (_, p) in self.peers() {
                 if let Some(e) = p.estimate_bps {
@@ -358,6 +367,17 @@ impl MediaRoom {
                 });
             }
         }
+    }
+
+    /// Participants by announced connection quality (excellent, good, poor, lost).
+    pub fn quality_counts(&self) -> [u64; 4] {
+        let mut counts = [0; 4];
+        for (_, p) in self.peers() {
+            if let Some(q) = p.quality.announced() {
+                counts[q as usize] += 1;
+            }
+        }
+        counts
     }
 
     /// Video subscriptions paused now (any reason).

@@ -204,7 +204,7 @@ impl MediaRoom {
                 }
             }
             Event::MediaEgressStats(stats) => self.egress_stats(slot, &stats, now, counters),
-            Event::MediaIngressStats(stats) => self.ingress_stats(slot, &stats, counters),
+            Event::MediaIngressStats(stats) => self.ingress_stats(slot, &stats, now, counters),
             _ => {}
         }
     }
@@ -258,8 +258,19 @@ impl MediaRoom {
         else {
             return;
         };
-        counters.nacks_received += s.nacks.saturating_sub(dt.last_nacks);
+        let nacks = s.nacks.saturating_sub(dt.last_nacks);
+        let packets = s.packets.saturating_sub(dt.last_packets);
+        counters.nacks_received += nacks;
         dt.last_nacks = s.nacks;
+        dt.last_packets = s.packets;
+        // Loss before repair: the receiver's report counts repaired packets as
+        // received, its NACKs do not.
+        let nack_loss = (packets > 0).then(|| (nacks as f32 / packets as f32).min(1.0));
+        let loss = match (s.loss, nack_loss) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        };
+        peer.quality.downlink(loss, s.rtt, now);
         let remote_max = s.remote.as_ref().map(|r| *r.maximum_sequence_number);
         let mut renew = false;
         let stalled = match dt.stall.observe(now, s.packets, remote_max, s.loss) {
@@ -340,7 +351,13 @@ impl MediaRoom {
     }
 
     /// A publisher leg's stats: NACKs we sent, its jitter and loss.
-    fn ingress_stats(&mut self, slot: usize, s: &MediaIngressStats, counters: &mut Counters) {
+    fn ingress_stats(
+        &mut self,
+        slot: usize,
+        s: &MediaIngressStats,
+        now: Instant,
+        counters: &mut Counters,
+    ) {
         let Some(peer) = self.peers.get_mut(slot).and_then(Option::as_mut) else {
             return;
         };
@@ -349,12 +366,14 @@ impl MediaRoom {
         };
         counters.nacks_sent += s.nacks.saturating_sub(inbound.last_nacks);
         inbound.last_nacks = s.nacks;
+        let clock = match inbound.kind {
+            MediaKind::Audio => 48_000.0,
+            MediaKind::Video => 90_000.0,
+        };
+        let jitter = (f64::from(s.jitter) / clock) as f32;
+        peer.quality.uplink(s.loss, jitter, now);
         if let Some(link) = &self.link {
-            let clock = match inbound.kind {
-                MediaKind::Audio => 48_000.0,
-                MediaKind::Video => 90_000.0,
-            };
-            link.jitter.observe(f64::from(s.jitter) / clock);
+            link.jitter.observe(f64::from(jitter));
             if let Some(loss) = s.loss {
                 link.loss
                     .with_label_values(&["uplink"])

@@ -137,6 +137,7 @@ impl MediaRoom {
             recent_estimates: Vec::new(),
             starved: false,
             bwe_desired: 0,
+            quality: Default::default(),
             next_probe: None,
             probe_backoff: PROBE_FIRST,
             probe_from_bps: 0,
@@ -257,6 +258,7 @@ impl MediaRoom {
             let dt_slot = peer.free_downtrack_slot();
             peer.downtracks[dt_slot] = Some(DownTrack {
                 last_nacks,
+                last_packets: 0,
                 rtx_known: false,
                 ssrc: None,
                 rtx: None,
