@@ -230,6 +230,10 @@ pub enum ServerMessage {
         /// How to publish a camera.
         #[serde(default)]
         simulcast: SimulcastSettings,
+        /// The main speaker now, if there is one (later changes come as
+        /// `dominant_speaker`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        dominant_speaker: Option<ParticipantId>,
     },
     ParticipantJoined {
         participant: ParticipantInfo,

@@ -368,6 +368,7 @@ impl Room {
             ping_interval_ms: self.limits.ping_interval.as_millis() as u64,
             role: member.grant.role.as_str().to_string(),
             simulcast: self.limits.simulcast.clone(),
+            dominant_speaker: self.dominant.filter(|d| self.members.contains_key(d)),
         };
         let announce = ServerMessage::ParticipantJoined {
             participant: member.info(id),

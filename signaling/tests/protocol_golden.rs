@@ -133,6 +133,7 @@ fn server_messages() {
                     },
                 ],
             },
+            dominant_speaker: Some(ParticipantId(3)),
         },
     );
     check(

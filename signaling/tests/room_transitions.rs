@@ -661,4 +661,11 @@ async fn speakers_are_announced_to_everyone_and_the_dominant_only_when_it_change
         }],
         "the same dominant speaker is not announced again"
     );
+    // Someone joining mid-talk learns the main speaker in `joined`.
+    let mut c = join(&mut room, "C").await.unwrap();
+    let joined = drain(&mut c);
+    assert!(
+        matches!(&joined[0], ServerMessage::Joined { dominant_speaker, .. } if *dominant_speaker == Some(a.id)),
+        "{joined:?}"
+    );
 }
