@@ -135,6 +135,17 @@ impl Speakers {
         for &i in order.iter().take(self.loudest) {
             self.voices[i].audible_until = Some(now + HANGOVER);
         }
+        // Hangovers keep recent speakers audible, but never more than one
+        // beyond the set: the quietest of them end first.
+        let mut audible: Vec<usize> = (0..self.voices.len())
+            .filter(|i| self.voices[*i].audible_until.is_some_and(|t| now < t))
+            .collect();
+        if audible.len() > self.loudest + 1 {
+            audible.sort_by_key(|i| std::cmp::Reverse(self.voices[*i].score));
+            for &i in &audible[self.loudest + 1..] {
+                self.voices[i].audible_until = None;
+            }
+        }
 
         // Dominance: the loudest voice takes over only after being louder
         // than the dominant one for a while; a silent dominant yields at once
@@ -275,6 +286,23 @@ mod tests {
             Duration::from_millis(600),
         );
         assert!(s.is_audible(TrackId(0), now), "hangover");
+    }
+
+    #[test]
+    fn never_more_than_one_beyond_the_set_is_audible() {
+        // Eight voices whose levels keep changing places.
+        let mut s = room(8, 3);
+        let mut now = Instant::now();
+        let mut most = 0;
+        for round in 0..40u64 {
+            let levels: Vec<Option<i8>> = (0..8u64)
+                .map(|i| Some(-20 - ((i * 7 + round * 3) % 25) as i8))
+                .collect();
+            talk(&mut s, &mut now, &levels, Duration::from_millis(400));
+            let audible = (0..8).filter(|i| s.is_audible(TrackId(*i), now)).count();
+            most = most.max(audible);
+        }
+        assert!(most <= 4, "{most} audible at once");
     }
 
     #[test]
