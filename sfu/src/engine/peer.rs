@@ -32,8 +32,8 @@ pub struct DownTrack {
     pub track: TrackId,
     pub kind: MediaKind,
     pub munger: Munger,
-    /// Publisher PT → this leg's PT, filled on first use of each PT.
-    pub pt_map: Vec<(Pt, Option<Pt>)>,
+    /// Publisher PT → how this leg gets it, filled on first use of each PT.
+    pub pt_map: Vec<(Pt, PtRoute)>,
     /// str0m's cumulative NACKs received on this stream at its last stats event.
     pub last_nacks: u64,
     /// str0m's cumulative packets sent on this stream at its last stats event.
@@ -89,6 +89,18 @@ impl DownTrack {
             self.vp8.switch();
         }
     }
+}
+
+/// How a publisher's payload type reaches one subscriber leg.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PtRoute {
+    /// As it is, under this leg's payload type.
+    As(Pt),
+    /// RED (RFC 2198) to a leg without it: the primary Opus payload alone,
+    /// under this leg's Opus payload type.
+    Primary(Pt),
+    /// The leg has no matching codec.
+    Unsupported,
 }
 
 /// An m-line that carries no track right now. Its rewriter is kept so the

@@ -516,7 +516,9 @@ pub fn rtc_config(cert: DtlsCert) -> RtcConfig {
             super::layers::INITIAL_ESTIMATE_BPS,
         )))
         .clear_codecs()
-        .enable_opus(true, false)
+        // Opus with RED (RFC 2198) where the client offers it: redundancy
+        // that survives loss without a retransmission round trip.
+        .enable_opus(true, true)
         .enable_vp8(true)
         .enable_h264(true)
 }

@@ -72,6 +72,10 @@ pub struct Got {
     /// The VP8 picture ID and TL0PICIDX, when the payload has them.
     pub picture_id: Option<u16>,
     pub tl0: Option<u8>,
+    pub pt: u8,
+    /// The payload's first bytes and length.
+    pub head: [u8; 8],
+    pub len: usize,
 }
 
 type Filter = Box<dyn FnMut(&[u8]) -> bool>;
@@ -172,9 +176,17 @@ impl SimRoom {
 
     /// A new client; returns its index. Nothing is negotiated yet.
     pub fn add_client(&mut self) -> usize {
+        self.add_client_with(false)
+    }
+
+    /// A new client that offers Opus with RED (RFC 2198) when `red`.
+    pub fn add_client_with(&mut self, red: bool) -> usize {
         let index = self.clients.len();
         let addr = SocketAddr::new(Ipv4Addr::new(127, 0, 1, 1).into(), 30_000 + index as u16);
-        let mut rtc = Rtc::builder().set_rtp_mode(true).build(self.now);
+        let mut rtc = Rtc::builder()
+            .set_rtp_mode(true)
+            .enable_opus(true, red)
+            .build(self.now);
         rtc.add_local_candidate(Candidate::host(addr, "udp").expect("host candidate"));
         self.clients.push(SimClient {
             rtc,
@@ -357,6 +369,9 @@ impl SimRoom {
                         keyframe: crate::frame::starts_keyframe(Codec::Vp8, &p.payload),
                         picture_id: vp8.and_then(|d| d.picture_id()),
                         tl0: vp8.and_then(|d| d.tl0_pic_idx()),
+                        pt: *p.header.payload_type,
+                        head: std::array::from_fn(|i| p.payload.get(i).copied().unwrap_or(0)),
+                        len: p.payload.len(),
                     });
                 }
                 Output::Event(Event::KeyframeRequest(_)) => c.keyframe_requests += 1,
@@ -464,6 +479,31 @@ impl SimRoom {
             .stream_tx_by_mid(mid, None)
             .expect("a send stream on this mid")
             .write_rtp(write);
+        seq
+    }
+
+    /// Client `c` sends one RED packet (RFC 2198) on `mid`: the Opus frame
+    /// tagged `tag` as primary, and the one tagged `tag - 1` as redundancy.
+    pub fn send_red(&mut self, c: usize, mid: Mid, tag: u8) -> u64 {
+        let opus = self.pt(c, mid, Codec::Opus);
+        let red = self.clients[c]
+            .rtc
+            .codec_config()
+            .find(|p| p.pt() == opus)
+            .and_then(|p| p.red())
+            .expect("RED was negotiated");
+        let frame = |t: u8| vec![0xfc, 0xff, t, 0, 0, 0, 0, 0];
+        let payload = str0m::rtp::RedEncoder::encode(
+            *opus,
+            &frame(tag),
+            &[str0m::rtp::RedundantBlock {
+                pt: *opus,
+                timestamp_offset: 960,
+                payload: frame(tag.wrapping_sub(1)),
+            }],
+        );
+        let seq = self.queue_rtp(c, mid, None, red, payload, false, 960);
+        self.pump();
         seq
     }
 

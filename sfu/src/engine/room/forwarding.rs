@@ -6,12 +6,14 @@
 
 use super::{MediaRoom, MAX_RETIRED_SOURCES};
 use crate::engine::counters::{Counters, DropReason, Kind};
+use crate::engine::peer::PtRoute;
 use crate::frame;
 use crate::munger::Munged;
 use signaling::protocol::MediaKind;
+use std::sync::Arc;
 use std::time::Instant;
-use str0m::format::Codec;
-use str0m::rtp::{ExtensionValues, RtpPacket, RtpWrite, Vp8Descriptor};
+use str0m::format::{Codec, CodecConfig, PayloadParams};
+use str0m::rtp::{ExtensionValues, RedDecoder, RtpPacket, RtpWrite, Vp8Descriptor};
 
 impl MediaRoom {
     pub(super) fn forward(
@@ -29,11 +31,15 @@ impl MediaRoom {
             counters.drop(DropReason::NotPublished);
             return;
         };
+        // A RED packet (RFC 2198) comes under the RED payload type that str0m
+        // folds onto its Opus parameters.
+        let in_pt = pkt.header.payload_type;
         let pub_params = publisher
             .rtc
             .codec_config()
-            .find(|p| p.pt() == pkt.header.payload_type)
+            .find(|p| p.pt() == in_pt || p.red() == Some(in_pt))
             .copied();
+        let red = pub_params.is_some_and(|p| p.red() == Some(in_pt));
         let Some(track) = self.tracks.iter_mut().find(|t| t.id == track_id) else {
             counters.drop(DropReason::NotPublished);
             return;
@@ -111,6 +117,8 @@ impl MediaRoom {
             video_content_type: pkt.header.ext_vals.video_content_type,
             ..Default::default()
         };
+        // The primary payload of a RED packet, once some leg needs it.
+        let mut primary: Option<Option<Arc<[u8]>>> = None;
         for r in &track.subscribers {
             let Some(sub) = self.peers.get_mut(r.peer).and_then(Option::as_mut) else {
                 continue;
@@ -161,22 +169,33 @@ impl MediaRoom {
                 counters.drop(DropReason::NotConnected);
                 continue;
             }
-            let pt = match dt
-                .pt_map
-                .iter()
-                .find(|(from, _)| *from == pkt.header.payload_type)
-            {
+            let route = match dt.pt_map.iter().find(|(from, _)| *from == in_pt) {
                 Some((_, to)) => *to,
                 None => {
-                    let to = pub_params
-                        .and_then(|p| sub.rtc.codec_config().match_params(p).map(|m| m.pt()));
-                    dt.pt_map.push((pkt.header.payload_type, to));
+                    let to = route(pub_params, red, sub.rtc.codec_config());
+                    dt.pt_map.push((in_pt, to));
                     to
                 }
             };
-            let Some(pt) = pt else {
-                counters.drop(DropReason::CodecUnsupported);
-                continue;
+            let (pt, payload) = match route {
+                PtRoute::As(pt) => (pt, pkt.payload.clone()),
+                PtRoute::Primary(pt) => {
+                    // Taken out once per packet, for every leg without RED.
+                    if primary.is_none() {
+                        primary = Some(red_primary(&pkt.payload));
+                    }
+                    match primary.as_ref().expect("just set") {
+                        Some(p) => (pt, p.clone()),
+                        None => {
+                            counters.drop(DropReason::Malformed);
+                            continue;
+                        }
+                    }
+                }
+                PtRoute::Unsupported => {
+                    counters.drop(DropReason::CodecUnsupported);
+                    continue;
+                }
             };
             let (seq, ts) = match dt.munger.munge(in_seq, pkt.header.timestamp, pkt.timestamp) {
                 Munged::Forward { seq, ts } => (seq, ts),
@@ -192,7 +211,8 @@ impl MediaRoom {
                 counters.drop(DropReason::NotNegotiated);
                 continue;
             };
-            let mut write = RtpWrite::new(pt, seq.into(), ts, pkt.timestamp, pkt.payload.clone())
+            let bytes = payload.len();
+            let mut write = RtpWrite::new(pt, seq.into(), ts, pkt.timestamp, payload)
                 .marker(pkt.header.marker)
                 .ext_vals(ext.clone())
                 .nackable(video);
@@ -210,13 +230,37 @@ impl MediaRoom {
             }
             stream.write_rtp(write);
             counters.forwarded += 1;
-            counters.outbound(kind, pkt.payload.len());
+            counters.outbound(kind, bytes);
             if video {
-                counters.forwarded_video_bytes[quality.index()] += pkt.payload.len() as u64;
+                counters.forwarded_video_bytes[quality.index()] += bytes as u64;
             }
             if !self.dirty.contains(&r.peer) {
                 self.dirty.push(r.peer);
             }
         }
     }
+}
+
+/// How a publisher's payload reaches a subscriber leg with this codec config.
+fn route(pub_params: Option<PayloadParams>, red: bool, sub: &CodecConfig) -> PtRoute {
+    let Some(sub) = pub_params.and_then(|p| sub.match_params(p).map(|m| (p, m))) else {
+        return PtRoute::Unsupported;
+    };
+    let (publisher, leg) = sub;
+    if !red {
+        return PtRoute::As(leg.pt());
+    }
+    // RED passes through only where the leg has RED and numbers Opus alike:
+    // the blocks inside name the Opus payload type.
+    match leg.red() {
+        Some(leg_red) if leg.pt() == publisher.pt() => PtRoute::As(leg_red),
+        _ => PtRoute::Primary(leg.pt()),
+    }
+}
+
+/// The primary (newest) block of a RED payload; `None` if it is malformed.
+fn red_primary(payload: &[u8]) -> Option<Arc<[u8]>> {
+    let blocks = RedDecoder::decode(payload).ok()?;
+    let primary = blocks.iter().find(|b| b.is_primary)?;
+    Some(Arc::from(primary.payload))
 }

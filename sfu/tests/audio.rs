@@ -1,6 +1,7 @@
-//! The loudest microphones only, on a simulated clock: six publishers with
-//! scripted RFC 6464 audio levels, one subscriber to all of them. Real
-//! `MediaRoom`, real str0m clients (ICE, DTLS, SRTP); see `sfu::engine::testkit`.
+//! Audio in the engine, on a simulated clock: only the loudest microphones
+//! (publishers with scripted RFC 6464 audio levels, one listener to all of
+//! them), and RED (RFC 2198) to legs with and without it. Real `MediaRoom`,
+//! real str0m clients (ICE, DTLS, SRTP); see `sfu::engine::testkit`.
 
 use sfu::engine::testkit::{add_audio, Got, SimRoom};
 use signaling::ids::{ParticipantId, TrackId};
@@ -179,4 +180,65 @@ fn the_room_is_told_who_speaks() {
         per_second <= 10,
         "at most a few a second: {per_second} in 2 s"
     );
+}
+
+#[test]
+fn red_reaches_a_red_subscriber_as_red_and_a_plain_one_as_opus() {
+    let mut s = SimRoom::new();
+    let a = s.add_client_with(true);
+    let a_mid = s
+        .offer(
+            a,
+            |api| vec![add_audio(api, Direction::SendOnly)],
+            |m| (vec![(m[0], track(0), MediaKind::Audio)], vec![]),
+        )
+        .unwrap()[0];
+    let with_red = s.add_client_with(true);
+    let plain = s.add_client();
+    let mut lines = Vec::new();
+    for c in [with_red, plain] {
+        lines.push(
+            s.offer(
+                c,
+                |api| vec![add_audio(api, Direction::RecvOnly)],
+                |m| (vec![], vec![(m[0], track(0))]),
+            )
+            .unwrap()[0],
+        );
+    }
+    s.connect();
+    for tag in 1..=20u8 {
+        s.send_red(a, a_mid, tag);
+        s.now += PACKET;
+    }
+    let opus_pt = |s: &SimRoom, c: usize, mid: Mid| *s.pt(c, mid, str0m::format::Codec::Opus);
+    let red_pt = {
+        let opus = s.pt(with_red, lines[0], str0m::format::Codec::Opus);
+        *s.clients[with_red]
+            .rtc
+            .codec_config()
+            .find(|p| p.pt() == opus)
+            .and_then(|p| p.red())
+            .unwrap()
+    };
+    let got_red: Vec<Got> = s.clients[with_red].on_mid(lines[0]).copied().collect();
+    assert_eq!(got_red.len(), 20);
+    assert!(
+        got_red
+            .iter()
+            .all(|g| g.pt == red_pt && g.head[0] & 0x80 != 0),
+        "RED, with its redundant block, as sent: {got_red:?}"
+    );
+    let got_plain: Vec<Got> = s.clients[plain].on_mid(lines[1]).copied().collect();
+    let want = opus_pt(&s, plain, lines[1]);
+    assert_eq!(got_plain.len(), 20);
+    for (i, g) in got_plain.iter().enumerate() {
+        assert_eq!(g.pt, want, "plain Opus");
+        assert_eq!(
+            &g.head[..3],
+            &[0xfc, 0xff, i as u8 + 1],
+            "the primary frame alone"
+        );
+        assert_eq!(g.len, 8);
+    }
 }
