@@ -73,6 +73,24 @@ function followDominant() {
   syncView(key);
 }
 
+// Connection quality (docs/signaling-protocol.md, "Connection quality"): every
+// participant's tile shows its grade, one's own included, and one's own poor
+// or lost connection also gets a line in the banner above the grid.
+function showQuality(e) {
+  const { participantId, quality } = e.detail;
+  const own = participantId === meeting.participantId;
+  grid.setQuality(own ? 'local' : `p-${participantId}`, quality);
+  if (own) showOwnQuality(quality);
+}
+
+function showOwnQuality(quality) {
+  const el = $('own-quality');
+  const bad = quality === 'poor' || quality === 'lost';
+  el.hidden = !bad;
+  el.dataset.quality = bad ? quality : '';
+  el.textContent = bad ? t(`ownQuality_${quality}`) : '';
+}
+
 function applyRemoteFlags(participantId) {
   const p = meeting.participants.get(participantId);
   if (!p) return;
@@ -144,6 +162,9 @@ function startMeeting() {
   const current = meeting;
   window.sfuClient = { meeting, grid, session };
   $('downlink').hidden = true;
+  // Grades belong to the old connection: unknown again until the server says.
+  showOwnQuality(null);
+  grid.setQuality('local', null);
   grid.setSpeaking([]);
   grid.setFeatured(null);
   let retryAfter = null;
@@ -193,6 +214,7 @@ function startMeeting() {
   meeting.addEventListener('speakers', showSpeakers);
   meeting.addEventListener('dominant-speaker', followDominant);
   meeting.addEventListener('downlink', (e) => { $('downlink').hidden = !e.detail.starved; });
+  meeting.addEventListener('quality', showQuality);
   meeting.addEventListener('muted-by-host', () => { refreshControls(); status(t('mutedByHost')); });
   meeting.addEventListener('server-error', (e) => {
     status(t(`error_${e.detail.code}`) || e.detail.message);
@@ -314,6 +336,9 @@ $('lang').addEventListener('click', () => {
   localStorage.setItem('lang', next);
   setLang(next);
   refreshControls();
+  grid.relabel();
+  const own = $('own-quality').dataset.quality;
+  if (own) $('own-quality').textContent = t(`ownQuality_${own}`);
   const ended = $('ended-message').dataset.code;
   if (ended) $('ended-message').textContent = t(`error_${ended}`) || ended;
 });

@@ -2,7 +2,8 @@
 // microphone), one per screen share, and the local preview. It watches how each
 // remote tile is shown (size, in view, page visible) and calls `onView(key)`
 // when that changes. Tiles of those speaking now are highlighted, and one tile
-// (the main speaker's) can take the grid's first place.
+// (the main speaker's) can take the grid's first place. A participant's tile
+// shows their connection quality as signal bars once the server has graded it.
 import { t } from './i18n.js';
 
 export class Grid {
@@ -14,6 +15,7 @@ export class Grid {
     this.shown = new Map(); // remote tile key -> { height, intersecting } (null until observed)
     this.speaking = new Set(); // keys of the tiles whose participant speaks now
     this.featured = null;      // key of the tile in first place
+    this.qualities = new Map(); // tile key -> excellent, good, poor or lost
     const seen = (entries, update) => {
       for (const e of entries) {
         const key = e.target.dataset.key;
@@ -66,8 +68,15 @@ export class Grid {
     cam.className = 'badge cam';
     cam.title = t('camOff');
     cam.textContent = t('camOffBadge');
-    lab.append(speaking, nameEl, mic, cam);
+    // Signal bars: three of them, as many lit as the grade is worth.
+    const quality = document.createElement('span');
+    quality.className = 'quality';
+    quality.setAttribute('role', 'img');
+    quality.tabIndex = 0; // the explanation, for the keyboard too
+    for (let i = 0; i < 3; i++) quality.append(document.createElement('i'));
+    lab.append(speaking, nameEl, quality, mic, cam);
     tile.append(video, audio, lab);
+    this.showQuality(tile, this.qualities.get(key) ?? null);
     tile.classList.toggle('speaking', this.speaking.has(key));
     tile.classList.toggle('featured', this.featured === key);
     this.el.append(tile);
@@ -126,6 +135,51 @@ export class Grid {
     for (const [key, tile] of this.tiles) tile.classList.toggle('speaking', this.speaking.has(key));
   }
 
+  // A tile's connection quality, or null for none known (nothing is shown).
+  // Kept for a tile made later.
+  setQuality(key, quality) {
+    if (quality) this.qualities.set(key, quality);
+    else this.qualities.delete(key);
+    const tile = this.tiles.get(key);
+    if (tile) this.showQuality(tile, quality);
+  }
+
+  showQuality(tile, quality) {
+    const el = tile.querySelector('.quality');
+    if (!el) return;
+    if (!quality) {
+      delete el.dataset.quality;
+      el.removeAttribute('title');
+      el.removeAttribute('aria-label');
+      return;
+    }
+    el.dataset.quality = quality;
+    const text = t(`quality_${quality}`);
+    el.title = text;
+    el.setAttribute('aria-label', text);
+  }
+
+  // The language changed: the tiles' tooltips and badges follow.
+  relabel() {
+    for (const tile of this.tiles.values()) {
+      const set = (sel, title, text) => {
+        const el = tile.querySelector(sel);
+        if (!el) return;
+        el.title = t(title);
+        if (el.hasAttribute('aria-label')) el.setAttribute('aria-label', t(title));
+        if (text) el.textContent = t(text);
+      };
+      set('.badge.speaking', 'speaking');
+      set('.badge.mic', 'micMuted', 'micOffBadge');
+      set('.badge.cam', 'camOff', 'camOffBadge');
+      for (const [sel, key] of [['.host-mute', 'hostMute'], ['.host-allow', 'hostAllow'], ['.host-remove', 'hostRemove']]) {
+        const el = tile.querySelector(sel);
+        if (el) el.textContent = t(key);
+      }
+      this.showQuality(tile, this.qualities.get(tile.dataset.key) ?? null);
+    }
+  }
+
   // Put one tile (or none, for null) in the grid's first place.
   setFeatured(key) {
     this.featured = key;
@@ -141,6 +195,7 @@ export class Grid {
     }
     this.tiles.delete(key);
     this.shown.delete(key);
+    this.qualities.delete(key);
   }
 
   clear() {

@@ -4,6 +4,9 @@
 import { Signaling, signalingUrl, PROTOCOL_VERSION } from './signaling.js';
 import { sendEncodings, setActiveLayers, SubscriptionUpdates } from './layers.js';
 
+// The grades of `connection_quality`, best first.
+export const QUALITIES = ['excellent', 'good', 'poor', 'lost'];
+
 export class Meeting extends EventTarget {
   constructor({ room, name, token = null, localStream }) {
     super();
@@ -19,6 +22,10 @@ export class Meeting extends EventTarget {
     // speaking now, loudest first, and the main speaker (null until announced).
     this.activeSpeakers = [];
     this.dominantSpeaker = null;
+    // Connection quality (docs/signaling-protocol.md, "Connection quality"):
+    // participant id (one's own too) -> excellent, good, poor or lost. Nobody
+    // is in it until the server's first `connection_quality` for them.
+    this.quality = new Map();
     this.negotiating = false;
     this.renegotiate = false;
     this.metrics = { wsOpenAt: null, joinedAt: null, firstRemoteFrameAt: null };
@@ -51,11 +58,15 @@ export class Meeting extends EventTarget {
         // (it would refuse `update_subscription`): one layer, no updates.
         this.layers = Array.isArray(msg.simulcast?.layers) ? msg.simulcast.layers : [];
         this.views.enabled = msg.simulcast !== undefined;
+        // Who speaks as we arrive (only when someone does): their tile comes
+        // first from the start, as after a later `dominant_speaker`.
+        this.dominantSpeaker = msg.dominant_speaker ?? null;
         for (const p of msg.participants) this.addParticipant(p);
         // A viewer's invite allows receiving only; the server would refuse a publish.
         if (this.role !== 'viewer') this.publishInitial();
         for (const p of msg.participants) for (const t of p.tracks) this.subscribe(p.participant_id, t);
         this.emit('joined', msg);
+        if (this.dominantSpeaker !== null) this.emit('dominant-speaker', this.dominantSpeaker);
         this.negotiate();
         break;
       case 'participant_joined':
@@ -70,6 +81,7 @@ export class Meeting extends EventTarget {
         // The server may not announce that someone who left stopped speaking.
         this.activeSpeakers = this.activeSpeakers.filter((id) => id !== msg.participant_id);
         if (this.dominantSpeaker === msg.participant_id) this.dominantSpeaker = null;
+        this.quality.delete(msg.participant_id);
         this.emit('participant-left', msg.participant_id);
         this.negotiate();
         break;
@@ -126,6 +138,16 @@ export class Meeting extends EventTarget {
         this.dominantSpeaker = msg.participant_id ?? null;
         this.emit('dominant-speaker', this.dominantSpeaker);
         break;
+      // A participant's grade changed (one's own included). A grade this
+      // client does not know (a newer server's) shows nothing.
+      case 'connection_quality': {
+        if (typeof msg.participant_id !== 'number') break;
+        const quality = QUALITIES.includes(msg.quality) ? msg.quality : null;
+        if (quality) this.quality.set(msg.participant_id, quality);
+        else this.quality.delete(msg.participant_id);
+        this.emit('quality', { participantId: msg.participant_id, quality });
+        break;
+      }
       // Anything else is from a newer server: ignored.
     }
   }

@@ -68,7 +68,7 @@ function speakerProbe() {
         try {
           const m = JSON.parse(e.data);
           if (m.type === 'active_speakers' || m.type === 'dominant_speaker') window.__speakerMsgs.push({ at: Date.now(), ...m });
-          if (m.type === 'joined') window.__joinedAt ??= Date.now();
+          if (m.type === 'joined') { window.__joinedAt ??= Date.now(); window.__joinedDominant ??= m.dominant_speaker ?? null; }
         } catch { /* not JSON */ }
       });
     }
@@ -240,6 +240,31 @@ test('the page that speaks becomes the dominant speaker on every other page', as
       const lit = tiles.filter((x) => silentKeys.includes(x.key) && (x.speaking || x.featured));
       assert.deepEqual(lit, [], `${p.label}: a silent tile was highlighted or placed first`);
     }
+  });
+
+  await t.test('someone joining while the speaker talks sees the speaker first at once', async () => {
+    // A viewer: nothing more to encode on this machine.
+    const ctx = await quiet.newContext({ viewport: { width: 480, height: 270 } });
+    const page = await ctx.newPage();
+    page.on('pageerror', (e) => console.error('late page error:', e));
+    await page.addInitScript(speakerProbe);
+    await page.goto(server.invite(room, 'Trạm Y tế Phú Mỹ', 'viewer'));
+    const late = { page, label: 'late viewer' };
+    await waitFor('the late viewer joined', () => page.evaluate(() => window.sfuClient?.meeting?.participantId), 20000);
+    const state = await waitFor('the late viewer shows the speaker first', async () => {
+      const s = await tileState(late, key);
+      return s?.featured && s.first ? s : false;
+    }, 5000).catch(async (e) => { console.log(`late: ${JSON.stringify(await probe(late))}`); throw e; });
+    assert.ok(state);
+    const { msgs, tiles, joinedAt } = await probe(late);
+    const dominant = await page.evaluate(() => window.__joinedDominant);
+    assert.equal(dominant, speaker.id, 'joined names the speaker');
+    // From `joined` itself: the tile came first when made, no later message needed.
+    const placed = tiles.find((x) => x.key === key && x.featured);
+    assert.ok(placed, `the speaker's tile was placed first: ${JSON.stringify(tiles)}`);
+    assert.ok(!msgs.some((m) => m.type === 'dominant_speaker' && m.at <= placed.at), `placed before any dominant_speaker: ${JSON.stringify(msgs)}`);
+    console.log(`LATE_JOINER_FIRST_PLACE_MS ${placed.at - joinedAt} after joined`);
+    await ctx.close();
   });
 
   for (const p of [...silent, speaker]) await p.ctx.close();

@@ -9,83 +9,17 @@
 // plays the server's side of the link; W's namespace is made and removed here.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
-import { mkdtempSync, writeFileSync, chmodSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { startServer, launchBrowser, waitFor } from './harness.js';
+import { waitFor, farNamespace, gotoSettled, startAcross } from './harness.js';
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-const sh = (script) => execFileSync('sh', ['-ec', script], { encoding: 'utf8' });
 
-// Names unique to this process: the kernel's namespace and link names are global.
-const tag = String(process.pid % 100000);
-const NS = `sfuw${tag}`;
-const SRV_IF = `vs${tag}`;
-const W_IF = `vw${tag}`;
-const SERVER_IP = '10.77.0.1';
-const W_IP = '10.77.0.2';
-const TABLE = `weak${tag}`;
+// W's own namespace, on 10.77.0.0/24, shaped from the start.
+const wLink = farNamespace('weak', '10.77.0', { rate: '600kbit', burst: '4kb', latency: '400ms', lossPercent: 2 });
+const liftW = () => wLink.lift();
 
-function shapeW() {
-  sh(`tc qdisc replace dev ${SRV_IF} root tbf rate 600kbit burst 4kb latency 400ms
-      nft add table inet ${TABLE}
-      nft add chain inet ${TABLE} out '{ type filter hook output priority 0; }'
-      nft add rule inet ${TABLE} out oifname "${SRV_IF}" meta l4proto udp numgen random mod 100 '<' 2 drop`);
-}
-
-function liftW() {
-  sh(`tc qdisc del dev ${SRV_IF} root 2>/dev/null || true
-      nft delete table inet ${TABLE} 2>/dev/null || true`);
-}
-
-function removeW() {
-  liftW();
-  sh(`ip link del ${SRV_IF} 2>/dev/null || true
-      ip netns del ${NS} 2>/dev/null || true`);
-}
-
-let server;
-let near;
-let far;
-try {
-  // No IPv6 on the new links: its address coming up a moment later reads to
-  // Chromium as a network change, which aborts page loads (ERR_NETWORK_CHANGED).
-  sh(`ip netns add ${NS}
-      sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
-      ip netns exec ${NS} sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
-      ip link add ${SRV_IF} type veth peer name ${W_IF}
-      ip link set ${W_IF} netns ${NS}
-      ip addr add ${SERVER_IP}/24 dev ${SRV_IF}
-      ip link set ${SRV_IF} up
-      ip -n ${NS} addr add ${W_IP}/24 dev ${W_IF}
-      ip -n ${NS} link set ${W_IF} up
-      ip -n ${NS} link set lo up`);
-  shapeW();
-  server = await startServer('', {
-    listen: `${SERVER_IP}:0`,
-    media: `udp_bind = "${SERVER_IP}"\nadvertised_ip = "${SERVER_IP}"`,
-  });
-  // W's browser runs in W's namespace: a wrapper playwright starts as Chromium.
-  const dir = mkdtempSync(join(tmpdir(), 'sfu-weak-'));
-  const wrapper = join(dir, 'chromium-w');
-  writeFileSync(wrapper, `#!/bin/sh\nexec ip netns exec ${NS} ${process.env.CHROMIUM || '/usr/bin/chromium'} "$@"\n`);
-  chmodSync(wrapper, 0o755);
-  near = await launchBrowser();
-  far = await launchBrowser({ executablePath: wrapper });
-} catch (e) {
-  server?.stop();
-  await near?.close();
-  removeW();
-  throw e;
-}
-
-after(async () => {
-  await near.close().catch(() => {});
-  await far.close().catch(() => {});
-  server.stop();
-  removeW();
-});
+// The server on W's link, W's browser in W's namespace.
+const { server, near, far, close } = await startAcross(wLink);
+after(close);
 
 // The one remote video of a viewer page, and the host's sent layers.
 async function video(page) {
@@ -143,15 +77,7 @@ async function open(browser, link, label, viewport = { width: 2000, height: 1100
     };
   });
   // Chromium may still be settling the links this test just made.
-  for (let attempt = 1; ; attempt++) {
-    try {
-      await page.goto(link);
-      break;
-    } catch (e) {
-      if (attempt >= 3 || !String(e).includes('ERR_NETWORK_CHANGED')) throw e;
-      await sleep(1000);
-    }
-  }
+  await gotoSettled(page, link);
   await waitFor(`${label} joined`, () => page.evaluate(() => window.sfuClient?.meeting?.participantId != null), 30000);
   return page;
 }
