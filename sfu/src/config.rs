@@ -218,7 +218,10 @@ impl Config {
             problems.push("http.cert_file and http.key_file go together".to_string());
         }
         if !(1..=1000).contains(&self.media.loudest_audio) {
-            problems.push("media.loudest_audio must be 1-1000 (as many as participants: no selection)".to_string());
+            problems.push(
+                "media.loudest_audio must be 1-1000 (as many as participants: no selection)"
+                    .to_string(),
+            );
         }
         if !(1..=300).contains(&self.media.connect_timeout_secs) {
             problems.push("media.connect_timeout_secs must be 1-300".to_string());

@@ -50,6 +50,9 @@ pub struct ParticipantInfo {
     pub participant_id: ParticipantId,
     pub name: String,
     pub tracks: Vec<TrackInfo>,
+    /// Its connection quality, once graded (later changes come as `connection_quality`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quality: Option<ConnectionQuality>,
 }
 
 /// One m-line the client sends on.

@@ -13,8 +13,8 @@ use crate::media::{
 };
 use crate::protocol::ModerateAction;
 use crate::protocol::{
-    ErrorCode, ParticipantInfo, ProtocolError, PublishEntry, PublishedEntry, ServerMessage,
-    SimulcastSettings, SubscribeEntry, TrackInfo, TrackSource, PROTOCOL_VERSION,
+    ConnectionQuality, ErrorCode, ParticipantInfo, ProtocolError, PublishEntry, PublishedEntry,
+    ServerMessage, SimulcastSettings, SubscribeEntry, TrackInfo, TrackSource, PROTOCOL_VERSION,
 };
 use crate::telemetry::SignalingMetrics;
 use std::collections::BTreeMap;
@@ -111,6 +111,8 @@ struct Member {
     grant: Grant,
     /// Sources the host muted: the member cannot unmute them until the host allows it.
     host_muted: Vec<TrackSource>,
+    /// The connection quality last announced for it.
+    quality: Option<ConnectionQuality>,
 }
 
 impl Member {
@@ -119,6 +121,7 @@ impl Member {
             participant_id: id,
             name: self.name.clone(),
             tracks: self.tracks.iter().map(|t| t.info.clone()).collect(),
+            quality: self.quality,
         }
     }
 }
@@ -258,7 +261,8 @@ impl Room {
                 participant,
                 quality,
             }) => {
-                if self.members.contains_key(&participant) {
+                if let Some(m) = self.members.get_mut(&participant) {
+                    m.quality = Some(quality);
                     self.broadcast(&ServerMessage::ConnectionQuality {
                         participant_id: participant,
                         quality,
@@ -358,6 +362,7 @@ impl Room {
             opened_at: Some(opened_at),
             grant,
             host_muted: Vec::new(),
+            quality: None,
         };
         self.metrics.joins_total.inc();
         let joined = ServerMessage::Joined {

@@ -49,6 +49,7 @@ fn participant() -> ParticipantInfo {
         participant_id: ParticipantId(3),
         name: "Sở Y tế".into(),
         tracks: vec![track()],
+        quality: Some(ConnectionQuality::Good),
     }
 }
 

@@ -669,3 +669,21 @@ async fn speakers_are_announced_to_everyone_and_the_dominant_only_when_it_change
         "{joined:?}"
     );
 }
+
+#[tokio::test]
+async fn a_joiner_learns_the_others_connection_quality() {
+    let (mut room, _media) = room(10);
+    let a = join(&mut room, "A").await.unwrap();
+    room.handle(RoomCommand::Media(signaling::media::MediaEvent::Quality {
+        participant: a.id,
+        quality: ConnectionQuality::Poor,
+    }))
+    .await;
+    let mut b = join(&mut room, "B").await.unwrap();
+    let joined = drain(&mut b);
+    assert!(
+        matches!(&joined[0], ServerMessage::Joined { participants, .. }
+            if participants[0].quality == Some(ConnectionQuality::Poor)),
+        "{joined:?}"
+    );
+}

@@ -150,6 +150,8 @@ pub struct Peer {
     pub starved: bool,
     /// Its connection quality, from both legs' reports.
     pub quality: super::quality::QualityWatch,
+    /// What its wishes would cost, bandwidth aside (video and audio).
+    pub wanted_bps: u64,
     /// The desired bitrate last given to str0m's BWE (it probes toward it).
     pub bwe_desired: u64,
     /// When to probe for more bandwidth next, while a wish goes unmet, and

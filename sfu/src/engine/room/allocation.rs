@@ -96,7 +96,11 @@ impl MediaRoom {
         self.dynacast(now);
         for slot in self.peers().map(|(s, _)| s).collect::<Vec<_>>() {
             let peer = self.peers[slot].as_mut().expect("listed above");
-            if let Some(quality) = peer.quality.evaluate(peer.estimate_bps, now) {
+            // A low estimate says nothing when the subscriber wants no more
+            // (an estimate sinks to what is sent): it counts only below that.
+            let wanted = peer.wanted_bps;
+            let limiting = peer.estimate_bps.filter(|e| *e < wanted);
+            if let Some(quality) = peer.quality.evaluate(limiting, now) {
                 let _ = peer.events.try_send(MediaEvent::Quality {
                     participant: peer.participant,
                     quality,
@@ -222,6 +226,7 @@ impl MediaRoom {
         }
         // The estimate never grows past what is desired, and an upgrade needs
         // its margin on top: desire that much more.
+        peer.wanted_bps = wanted_bps + audio * AUDIO_BPS;
         let desired = ((wanted_bps as f64 * (1.0 + 2.0 * UPGRADE_MARGIN)) as u64
             + audio * AUDIO_BPS)
             .max(AUDIO_BPS);

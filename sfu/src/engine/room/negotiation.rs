@@ -137,6 +137,7 @@ impl MediaRoom {
             recent_estimates: Vec::new(),
             starved: false,
             bwe_desired: 0,
+            wanted_bps: 0,
             quality: Default::default(),
             next_probe: None,
             probe_backoff: PROBE_FIRST,
