@@ -38,6 +38,8 @@ pub struct DownTrack {
     pub last_nacks: u64,
     /// str0m's cumulative packets sent on this stream at its last stats event.
     pub last_packets: u64,
+    /// Smoothed loss on this stream (reports and NACKs), for connection quality.
+    pub loss: f32,
     /// Whether this stream's SSRCs are known yet (`ssrc`, the peer's `rtx_ssrcs`).
     pub rtx_known: bool,
     /// Our outgoing SSRC (and its RTX SSRC) on this m-line, once known.

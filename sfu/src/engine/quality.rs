@@ -43,7 +43,9 @@ impl Default for QualityWatch {
 }
 
 impl QualityWatch {
-    /// A receiver report on one of this peer's down-tracks.
+    /// A receiver report on one of this peer's down-tracks. `loss` is one
+    /// stream's: mixed streams (audio unrepaired, video repaired) would blur
+    /// each other, so the peer's loss is set per round with `down_loss`.
     pub fn downlink(&mut self, loss: Option<f32>, rtt: Option<Duration>, now: Instant) {
         if let Some(l) = loss {
             self.down_loss += ALPHA * (l.clamp(0.0, 1.0) - self.down_loss);
@@ -52,6 +54,11 @@ impl QualityWatch {
             self.rtt = rtt;
         }
         self.last_report = Some(now);
+    }
+
+    /// The worst smoothed loss over the peer's down-tracks, before a grading.
+    pub fn down_loss(&mut self, loss: f32) {
+        self.down_loss = loss.clamp(0.0, 1.0);
     }
 
     /// Stats of one of this peer's publications.

@@ -98,6 +98,15 @@ impl MediaRoom {
             let peer = self.peers[slot].as_mut().expect("listed above");
             // A low estimate says nothing when the subscriber wants no more
             // (an estimate sinks to what is sent): it counts only below that.
+            let worst = peer
+                .downtracks
+                .iter()
+                .flatten()
+                .map(|d| d.loss)
+                .fold(0.0, f32::max);
+            if peer.downtracks.iter().flatten().next().is_some() {
+                peer.quality.down_loss(worst);
+            }
             let wanted = peer.wanted_bps;
             let limiting = peer.estimate_bps.filter(|e| *e < wanted);
             if let Some(quality) = peer.quality.evaluate(limiting, now) {

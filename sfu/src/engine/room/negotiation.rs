@@ -260,6 +260,7 @@ impl MediaRoom {
             peer.downtracks[dt_slot] = Some(DownTrack {
                 last_nacks,
                 last_packets: 0,
+                loss: 0.0,
                 rtx_known: false,
                 ssrc: None,
                 rtx: None,
