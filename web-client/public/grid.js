@@ -6,6 +6,9 @@
 // shows their connection quality as signal bars once the server has graded it.
 import { t } from './i18n.js';
 
+// Below this width a tile's name and controls no longer fit: scroll instead.
+const MIN_TILE_PX = 240;
+
 export class Grid {
   constructor(el, onFirstFrame) {
     this.el = el;
@@ -28,6 +31,27 @@ export class Grid {
     this.resizes = new ResizeObserver((entries) => seen(entries, (s, e) => { s.height = e.contentRect.height; }));
     this.intersections = new IntersectionObserver((entries) => seen(entries, (s, e) => { s.intersecting = e.isIntersecting; }));
     document.addEventListener('visibilitychange', () => { for (const key of this.shown.keys()) this.onView?.(key); });
+    new ResizeObserver(() => this.fit()).observe(el);
+  }
+
+  // Columns that make the tiles as large as the grid allows (16:9 tiles, all
+  // on screen). When even that leaves tiles under MIN_TILE_PX wide (many
+  // sites on a phone), the stylesheet's flowing columns apply and the grid scrolls.
+  fit() {
+    const n = this.tiles.size;
+    const gap = 8; // .5rem
+    const w = this.el.clientWidth - 2 * gap;
+    const h = this.el.clientHeight - 2 * gap;
+    let best = { cols: 0, width: 0 };
+    for (let cols = 1; cols <= n; cols++) {
+      const rows = Math.ceil(n / cols);
+      const width = Math.min((w - gap * (cols - 1)) / cols, ((h - gap * (rows - 1)) / rows) * 16 / 9);
+      if (width > best.width) best = { cols, width };
+    }
+    const fits = n > 0 && best.width >= MIN_TILE_PX;
+    this.el.style.gridTemplateColumns = fits ? `repeat(${best.cols}, ${Math.floor(best.width)}px)` : '';
+    this.el.style.setProperty('--tile-width', fits ? `${Math.floor(best.width)}px` : '');
+    this.el.classList.toggle('fitted', fits);
   }
 
   // How a remote tile is shown, or null before the observers have reported:
@@ -81,6 +105,7 @@ export class Grid {
     tile.classList.toggle('featured', this.featured === key);
     this.el.append(tile);
     this.tiles.set(key, tile);
+    this.fit();
     if (!local) {
       this.shown.set(key, { height: null, intersecting: null });
       this.resizes.observe(tile);
@@ -196,6 +221,7 @@ export class Grid {
     this.tiles.delete(key);
     this.shown.delete(key);
     this.qualities.delete(key);
+    this.fit();
   }
 
   clear() {

@@ -140,14 +140,9 @@ export class Meeting extends EventTarget {
         break;
       // A participant's grade changed (one's own included). A grade this
       // client does not know (a newer server's) shows nothing.
-      case 'connection_quality': {
-        if (typeof msg.participant_id !== 'number') break;
-        const quality = QUALITIES.includes(msg.quality) ? msg.quality : null;
-        if (quality) this.quality.set(msg.participant_id, quality);
-        else this.quality.delete(msg.participant_id);
-        this.emit('quality', { participantId: msg.participant_id, quality });
+      case 'connection_quality':
+        if (typeof msg.participant_id === 'number') this.setQuality(msg.participant_id, msg.quality);
         break;
-      }
       // Anything else is from a newer server: ignored.
     }
   }
@@ -175,6 +170,15 @@ export class Meeting extends EventTarget {
   addParticipant(p) {
     this.participants.set(p.participant_id, { name: p.name, tracks: new Map(p.tracks.map((t) => [t.track_id, t])) });
     this.emit('participant-joined', p);
+    // `joined` carries each participant's last grade; later ones come as `connection_quality`.
+    if (p.quality !== undefined) this.setQuality(p.participant_id, p.quality);
+  }
+
+  setQuality(participantId, grade) {
+    const quality = QUALITIES.includes(grade) ? grade : null;
+    if (quality) this.quality.set(participantId, quality);
+    else this.quality.delete(participantId);
+    this.emit('quality', { participantId, quality });
   }
 
   publishInitial() {
