@@ -242,3 +242,16 @@ fn red_reaches_a_red_subscriber_as_red_and_a_plain_one_as_opus() {
         assert_eq!(g.len, 8);
     }
 }
+
+#[test]
+fn a_host_muted_microphone_takes_no_place_among_the_loudest() {
+    let mut r = setup(4);
+    let now = r.s.now;
+    r.s.room.set_host_muted(track(0), true, now);
+    // The muted one shouts; the other three are all heard.
+    let levels = [-5, -25, -30, -35];
+    r.talk(&levels, Duration::from_secs(2));
+    let from = r.heard().len();
+    r.talk(&levels, Duration::from_secs(1));
+    assert_eq!(r.heard_since(from), [false, true, true, true]);
+}

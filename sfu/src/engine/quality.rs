@@ -16,8 +16,8 @@ const ALPHA: f32 = 0.5;
 
 #[derive(Debug, Clone)]
 pub struct QualityWatch {
-    /// Smoothed loss fractions: what subscribers of this peer's streams report
-    /// (downlink), and what we see of its publications (uplink).
+    /// Loss fractions: the worst of its down-tracks' smoothed ones (what it
+    /// receives), and what we see of its publications, smoothed (uplink).
     down_loss: f32,
     up_loss: f32,
     rtt: Option<Duration>,
@@ -43,13 +43,10 @@ impl Default for QualityWatch {
 }
 
 impl QualityWatch {
-    /// A receiver report on one of this peer's down-tracks. `loss` is one
-    /// stream's: mixed streams (audio unrepaired, video repaired) would blur
-    /// each other, so the peer's loss is set per round with `down_loss`.
-    pub fn downlink(&mut self, loss: Option<f32>, rtt: Option<Duration>, now: Instant) {
-        if let Some(l) = loss {
-            self.down_loss += ALPHA * (l.clamp(0.0, 1.0) - self.down_loss);
-        }
+    /// A receiver report on one of this peer's down-tracks (its loss is kept
+    /// per stream and set with `down_loss`: audio, unrepaired, and video,
+    /// repaired, would blur each other in one average).
+    pub fn downlink(&mut self, rtt: Option<Duration>, now: Instant) {
         if rtt.is_some() {
             self.rtt = rtt;
         }
@@ -139,11 +136,12 @@ mod tests {
         let mut w = QualityWatch::default();
         let mut now = Instant::now();
         let rtt = Some(Duration::from_millis(30));
-        w.downlink(Some(0.0), rtt, now);
+        w.downlink(rtt, now);
         assert_eq!(w.evaluate(None, now), Some(ConnectionQuality::Excellent));
         for _ in 0..10 {
             now += Duration::from_secs(1);
-            w.downlink(Some(0.08), rtt, now);
+            w.downlink(rtt, now);
+            w.down_loss(0.08);
             if let Some(q) = w.evaluate(None, now) {
                 assert_eq!(q, ConnectionQuality::Poor);
             }
@@ -151,7 +149,8 @@ mod tests {
         assert_eq!(w.announced(), Some(ConnectionQuality::Poor));
         for _ in 0..15 {
             now += Duration::from_secs(1);
-            w.downlink(Some(0.0), rtt, now);
+            w.downlink(rtt, now);
+            w.down_loss(0.0);
             w.evaluate(None, now);
         }
         assert_eq!(w.announced(), Some(ConnectionQuality::Excellent));
@@ -161,14 +160,16 @@ mod tests {
     fn one_bad_report_is_not_announced() {
         let mut w = QualityWatch::default();
         let mut now = Instant::now();
-        w.downlink(Some(0.0), None, now);
+        w.downlink(None, now);
         w.evaluate(None, now);
         now += Duration::from_secs(1);
-        w.downlink(Some(0.5), None, now);
+        w.downlink(None, now);
+        w.down_loss(0.5);
         assert_eq!(w.evaluate(None, now), None);
         for _ in 0..5 {
             now += Duration::from_secs(1);
-            w.downlink(Some(0.0), None, now);
+            w.downlink(None, now);
+            w.down_loss(0.0);
             w.evaluate(None, now);
         }
         assert_eq!(w.announced(), Some(ConnectionQuality::Excellent));
@@ -178,7 +179,7 @@ mod tests {
     fn silence_is_lost_and_a_low_estimate_is_poor() {
         let mut w = QualityWatch::default();
         let now = Instant::now();
-        w.downlink(Some(0.0), None, now);
+        w.downlink(None, now);
         assert_eq!(w.grade(Some(200_000), now), ConnectionQuality::Poor);
         assert_eq!(w.grade(Some(600_000), now), ConnectionQuality::Good);
         assert_eq!(

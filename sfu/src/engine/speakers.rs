@@ -92,27 +92,31 @@ impl Speakers {
         }
     }
 
-    /// One audio packet's level (`-dBov`, 0 loudest, -127 silence), per packet.
-    pub fn observe(&mut self, track: TrackId, level: Option<i8>, now: Instant) {
+    /// One audio packet's level (`-dBov`, 0 loudest, -127 silence), per
+    /// packet: recorded, and whether the microphone is heard now (among the
+    /// loudest, or in its hangover). Few rooms have more microphones than the
+    /// loudest set: then every one is.
+    pub fn hear(&mut self, track: TrackId, level: Option<i8>, now: Instant) -> bool {
+        let everyone = self.voices.len() <= self.loudest;
         let Some(v) = self.voices.iter_mut().find(|v| v.track == track) else {
-            return;
+            return true;
         };
         let loud = level.map_or(0, |l| l.saturating_sub(SPEECH_DBOV).max(0) as u8);
         v.ring[v.next] = loud;
         v.next = (v.next + 1) % WINDOW;
         v.last_packet = Some(now);
+        everyone || v.audible_until.is_some_and(|t| now < t)
     }
 
-    /// Whether this microphone's packets are forwarded. Few rooms have more
-    /// microphones than the loudest set: then every one is.
-    pub fn is_audible(&self, track: TrackId, now: Instant) -> bool {
-        if self.voices.len() <= self.loudest {
-            return true;
-        }
-        self.voices
-            .iter()
-            .find(|v| v.track == track)
-            .is_none_or(|v| v.audible_until.is_some_and(|t| now < t))
+    /// Whether this microphone's packets are forwarded now.
+    #[cfg(test)]
+    fn is_audible(&self, track: TrackId, now: Instant) -> bool {
+        self.voices.len() <= self.loudest
+            || self
+                .voices
+                .iter()
+                .find(|v| v.track == track)
+                .is_none_or(|v| v.audible_until.is_some_and(|t| now < t))
     }
 
     /// Recompute scores, the loudest set and the dominant speaker. Returns
@@ -199,7 +203,7 @@ mod tests {
         while *now < end {
             for (i, l) in levels.iter().enumerate() {
                 if let Some(l) = l {
-                    s.observe(TrackId(i as u64), Some(*l), *now);
+                    s.hear(TrackId(i as u64), Some(*l), *now);
                 }
             }
             if *now >= next_rank {

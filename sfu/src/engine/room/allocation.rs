@@ -90,32 +90,11 @@ impl MediaRoom {
             }
         }
         let slots: Vec<usize> = self.peers().map(|(s, _)| s).collect();
-        for slot in slots {
+        for &slot in &slots {
             self.allocate_peer(slot, now);
+            self.grade(slot, now);
         }
         self.dynacast(now);
-        for slot in self.peers().map(|(s, _)| s).collect::<Vec<_>>() {
-            let peer = self.peers[slot].as_mut().expect("listed above");
-            // A low estimate says nothing when the subscriber wants no more
-            // (an estimate sinks to what is sent): it counts only below that.
-            let worst = peer
-                .downtracks
-                .iter()
-                .flatten()
-                .map(|d| d.loss)
-                .fold(0.0, f32::max);
-            if peer.downtracks.iter().flatten().next().is_some() {
-                peer.quality.down_loss(worst);
-            }
-            let wanted = peer.wanted_bps;
-            let limiting = peer.estimate_bps.filter(|e| *e < wanted);
-            if let Some(quality) = peer.quality.evaluate(limiting, now) {
-                let _ = peer.events.try_send(MediaEvent::Quality {
-                    participant: peer.participant,
-                    quality,
-                });
-            }
-        }
         if let Some(link) = &self.link {
             for (_, p) in self.peers() {
                 if let Some(e) = p.estimate_bps {
@@ -124,6 +103,27 @@ impl MediaRoom {
             }
         }
         self.schedule_layers(now);
+    }
+
+    /// Grade a participant's connection, and tell the room when it changed.
+    fn grade(&mut self, slot: usize, now: Instant) {
+        let Some(peer) = self.peer_mut(slot) else {
+            return;
+        };
+        let mut streams = peer.downtracks.iter().flatten().peekable();
+        if streams.peek().is_some() {
+            let worst = streams.map(|d| d.loss).fold(0.0, f32::max);
+            peer.quality.down_loss(worst);
+        }
+        // A low estimate says nothing when the participant wants no more (an
+        // estimate sinks to what is sent): it counts only below that.
+        let limiting = peer.estimate_bps.filter(|e| *e < peer.wanted_bps);
+        if let Some(quality) = peer.quality.evaluate(limiting, now) {
+            let _ = peer.events.try_send(MediaEvent::Quality {
+                participant: peer.participant,
+                quality,
+            });
+        }
     }
 
     /// Re-choose the layer of every subscription of one subscriber, and ask

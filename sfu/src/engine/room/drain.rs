@@ -273,7 +273,7 @@ impl MediaRoom {
         if let Some(l) = loss {
             dt.loss += 0.5 * (l.clamp(0.0, 1.0) - dt.loss);
         }
-        peer.quality.downlink(None, s.rtt, now);
+        peer.quality.downlink(s.rtt, now);
         let remote_max = s.remote.as_ref().map(|r| *r.maximum_sequence_number);
         let mut renew = false;
         let stalled = match dt.stall.observe(now, s.packets, remote_max, s.loss) {

@@ -2,7 +2,8 @@
 //! takes its layer.
 //! Runs inside the shard loop as a plain function call; the payload is
 //! shared, never copied, and nothing here allocates once a down-track has
-//! seen its first packet.
+//! seen its first packet, except one copy of a RED packet's primary frame
+//! when some leg has no RED.
 
 use super::{MediaRoom, MAX_RETIRED_SOURCES};
 use crate::engine::counters::{Counters, DropReason, Kind};
@@ -79,15 +80,28 @@ impl MediaRoom {
             }
         };
         let codec = pub_params.map(|p| p.spec().codec);
-        let keyframe = video && codec.is_some_and(|c| frame::starts_keyframe(c, &pkt.payload));
-        if keyframe {
-            layer.keyframes.keyframe_arrived();
-        }
+        // VP8's descriptor is parsed once: for the keyframe bit and for the
+        // picture-ID rewrite after a layer switch.
         let vp8 = (codec == Some(Codec::Vp8))
             .then(|| Vp8Descriptor::parse(&pkt.payload).ok())
             .flatten();
+        let keyframe = video
+            && match (&vp8, codec) {
+                (Some(d), _) => d.starts_keyframe(&pkt.payload),
+                (None, Some(c)) => frame::starts_keyframe(c, &pkt.payload),
+                (None, None) => false,
+            };
+        if keyframe {
+            layer.keyframes.keyframe_arrived();
+        }
         let in_seq = *pkt.seq_no;
 
+        if track.host_muted {
+            // Its subscriptions are paused (see `set_host_muted`); whatever the
+            // client sends is not forwarded, nor ranked among the speakers.
+            counters.drop(DropReason::Muted);
+            return;
+        }
         // Audio: only the loudest microphones are heard (and any a subscriber
         // pinned); a packet marked silent carries nothing to hear. Where it is
         // not sent, the subscriber's numbering closes up over it, so no loss
@@ -96,18 +110,11 @@ impl MediaRoom {
         let mut silent = false;
         if !video {
             let level = pkt.header.ext_vals.audio_level;
-            self.speakers.observe(track_id, level, now);
             silent = level == Some(-127);
-            suppressed = silent || !self.speakers.is_audible(track_id, now);
+            suppressed = !self.speakers.hear(track_id, level, now) || silent;
             if suppressed {
                 counters.audio_suppressed += 1;
             }
-        }
-        if track.host_muted {
-            // Its subscriptions are paused (see `set_host_muted`); whatever the
-            // client sends is not forwarded.
-            counters.drop(DropReason::Muted);
-            return;
         }
 
         let ext = ExtensionValues {
@@ -181,10 +188,7 @@ impl MediaRoom {
                 PtRoute::As(pt) => (pt, pkt.payload.clone()),
                 PtRoute::Primary(pt) => {
                     // Taken out once per packet, for every leg without RED.
-                    if primary.is_none() {
-                        primary = Some(red_primary(&pkt.payload));
-                    }
-                    match primary.as_ref().expect("just set") {
+                    match primary.get_or_insert_with(|| red_primary(&pkt.payload)) {
                         Some(p) => (pt, p.clone()),
                         None => {
                             counters.drop(DropReason::Malformed);
