@@ -6,7 +6,9 @@ const USAGE: &str = "usage:
   sfu [--config FILE] [--set section.key=value]...   run the server
   sfu check-config [FILE] [--set section.key=value]...  check a config and exit
   sfu token --room R --identity I --name N --role host|participant|viewer [--ttl 8h]
-            [--base URL] [--config FILE] [--set ...]   mint an access token and print an invite link
+            [--title T] [--base URL] [--config FILE] [--set ...]
+                                                      mint an access token and print an invite link
+                                                      (--title: the meeting's title, shown before joining)
 
 Config layers, later wins: the embedded default, FILE, SFU__SECTION__KEY
 environment variables (e.g. SFU__MEDIA__ADVERTISED_IP=203.0.113.7), --set flags.";
@@ -19,6 +21,7 @@ struct TokenArgs {
     role: Option<String>,
     ttl: Option<String>,
     base: Option<String>,
+    title: Option<String>,
 }
 
 struct Args {
@@ -49,7 +52,7 @@ fn parse_args() -> anyhow::Result<Option<Args>> {
         match arg.as_str() {
             "--config" | "-c" => parsed.config = Some(value("a file")?.into()),
             "--set" => parsed.sets.push(value("section.key=value")?),
-            "--room" | "--identity" | "--name" | "--role" | "--ttl" | "--base"
+            "--room" | "--identity" | "--name" | "--role" | "--ttl" | "--base" | "--title"
                 if parsed.token.is_some() =>
             {
                 let v = value("a value")?;
@@ -60,6 +63,7 @@ fn parse_args() -> anyhow::Result<Option<Args>> {
                     "--name" => t.name = Some(v),
                     "--role" => t.role = Some(v),
                     "--ttl" => t.ttl = Some(v),
+                    "--title" => t.title = Some(v),
                     _ => t.base = Some(v),
                 }
             }
@@ -182,28 +186,38 @@ fn run() -> anyhow::Result<std::process::ExitCode> {
     })
 }
 
+/// The title the first run's links show before joining.
+const DEMO_TITLE: &str = "Phòng họp thử (demo)";
+
+/// Titles are display text: 1–120 characters, no control characters.
+const MAX_TITLE_CHARS: usize = 120;
+
 /// The first-run experience: links that work right away, with fresh tokens.
 fn print_demo_links(server: &sfu::server::RunningServer) {
-    use signaling::auth::Role;
+    use signaling::auth::{expiry, Claims, Role};
     let ttl = Duration::from_secs(12 * 3600);
     let base = server.url();
-    let host = server
-        .auth
-        .mint("demo", "demo-host", "Chủ trì", Role::Host, ttl, None);
-    let guest = server
-        .auth
-        .mint("demo", "demo-guest", "Khách", Role::Participant, ttl, None);
-    println!(
-        "Host invite link (12 h):        {}",
-        sfu::tokens::invite_link(&base, "demo", &host)
-    );
-    println!(
-        "Participant invite link (12 h): {}",
-        sfu::tokens::invite_link(&base, "demo", &guest)
-    );
+    let invite = |identity: &str, name: &str, role: Role| {
+        let token = server.auth.sign(&Claims {
+            room: "demo".into(),
+            sub: identity.into(),
+            name: name.into(),
+            role,
+            exp: expiry(ttl),
+            permissions: None,
+            title: Some(DEMO_TITLE.into()),
+        });
+        sfu::tokens::invite_link(&base, "demo", &token)
+    };
+    let host = invite("demo-host", "Chủ trì", Role::Host);
+    let guest = invite("demo-guest", "Khách", Role::Participant);
+    println!("Host invite link (12 h):        {host}");
+    println!("Participant invite link (12 h): {guest}");
     println!("Open one in each browser tab (add &lang=en for English). More: sfu token --help");
-    if server.key_source == sfu::tokens::KeySource::Ephemeral {
-        println!("Note: no auth.key_file or SFU_TOKEN_KEY, so these tokens stop working when the server restarts.");
+    match server.key_source {
+        sfu::tokens::KeySource::Ephemeral => println!("Note: the token key could not be kept in http.data_dir, so these tokens stop working when the server restarts."),
+        sfu::tokens::KeySource::DataDir => println!("Token key kept in {}: these links and `sfu token` keep working across restarts.", server.data_dir.join(sfu::tokens::DATA_DIR_KEY).display()),
+        _ => {}
     }
 }
 
@@ -230,14 +244,36 @@ fn mint(config: &Config, t: &TokenArgs) -> anyhow::Result<()> {
     let ttl = sfu::tokens::parse_ttl(&ttl_text).ok_or_else(|| {
         anyhow::anyhow!("--ttl '{ttl_text}': use 90s, 30m, 8h or 7d, at most 30d")
     })?;
-    let (auth, source) =
-        sfu::tokens::build_auth(&config.auth, std::env::var("SFU_TOKEN_KEY").ok())?;
+    let title = match &t.title {
+        Some(text) => {
+            let text = text.trim();
+            let chars = text.chars().count();
+            if chars == 0 || chars > MAX_TITLE_CHARS || text.chars().any(char::is_control) {
+                anyhow::bail!("--title: 1 to {MAX_TITLE_CHARS} characters, no control characters");
+            }
+            Some(text.to_owned())
+        }
+        None => None,
+    };
+    let (auth, source) = sfu::tokens::build_auth(
+        &config.auth,
+        std::env::var("SFU_TOKEN_KEY").ok(),
+        &config.http.data_dir,
+    )?;
     if source == sfu::tokens::KeySource::Ephemeral {
         anyhow::bail!(
-            "no token key: set auth.key_file in the config (or SFU_TOKEN_KEY) to the server's key"
+            "no token key: set auth.key_file in the config (or SFU_TOKEN_KEY) to the server's key, or make http.data_dir writable"
         );
     }
-    let token = auth.mint(&room, &identity, &name, role, ttl, None);
+    let token = auth.sign(&signaling::auth::Claims {
+        room: room.clone(),
+        sub: identity,
+        name,
+        role,
+        exp: signaling::auth::expiry(ttl),
+        permissions: None,
+        title,
+    });
     let base = t.base.clone().unwrap_or_else(|| {
         let a = config.http.listen;
         let host = if a.ip().is_unspecified() {

@@ -19,6 +19,8 @@ pub struct RunningServer {
     /// Signs invite tokens; the same key verifies joins.
     pub auth: Arc<signaling::auth::Auth>,
     pub key_source: crate::tokens::KeySource,
+    /// `http.data_dir`: the self-signed certificate and, without another key, the token key.
+    pub data_dir: std::path::PathBuf,
     shutdown: tokio::sync::watch::Sender<Option<ShutdownNotice>>,
     pub signaling_metrics: Arc<SignalingMetrics>,
     /// Where Prometheus scrapes `/metrics`.
@@ -89,8 +91,11 @@ pub async fn start(config: &Config) -> anyhow::Result<RunningServer> {
         config.limits.max_rooms,
         signaling_metrics.clone(),
     );
-    let (auth, key_source) =
-        crate::tokens::build_auth(&config.auth, std::env::var("SFU_TOKEN_KEY").ok())?;
+    let (auth, key_source) = crate::tokens::build_auth(
+        &config.auth,
+        std::env::var("SFU_TOKEN_KEY").ok(),
+        &config.http.data_dir,
+    )?;
     if auth.allow_tokenless {
         tracing::warn!("DEVELOPMENT MODE: auth.allow_tokenless = true, anyone who knows a room name can join it");
     }
@@ -175,6 +180,7 @@ pub async fn start(config: &Config) -> anyhow::Result<RunningServer> {
         tls: tls.map(|t| (t.origin, t.fingerprint)),
         auth,
         key_source,
+        data_dir: config.http.data_dir.clone(),
         shutdown,
         signaling_metrics,
         http_addr,

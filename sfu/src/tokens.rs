@@ -12,7 +12,11 @@ pub enum KeySource {
     File,
     CreatedFile,
     Environment,
-    /// Random for this process only: tokens stop working at restart.
+    /// `token.key` in `http.data_dir`, made there on first start (the
+    /// embedded default's case): links keep working across restarts.
+    DataDir,
+    /// Random for this process only (the data directory could not be
+    /// written): tokens stop working at restart.
     Ephemeral,
 }
 
@@ -22,11 +26,17 @@ fn random_hex_key() -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// The file in `http.data_dir` that keeps the key when nothing else names one.
+pub const DATA_DIR_KEY: &str = "token.key";
+
 /// The key: `auth.key_file` (created with a random key if missing), else
-/// `SFU_TOKEN_KEY`, else a random key for this process.
+/// `SFU_TOKEN_KEY`, else `token.key` in `data_dir` (created, with the
+/// directory, on first start), else, when that cannot be written, a random
+/// key for this process.
 pub fn load_key(
     config: &AuthConfig,
     env_key: Option<String>,
+    data_dir: &Path,
 ) -> anyhow::Result<(Vec<u8>, KeySource)> {
     if let Some(path) = &config.key_file {
         if path.exists() {
@@ -43,7 +53,22 @@ pub fn load_key(
     if let Some(k) = env_key.filter(|k| !k.is_empty()) {
         return Ok((k.into_bytes(), KeySource::Environment));
     }
-    Ok((random_hex_key().into_bytes(), KeySource::Ephemeral))
+    let path = data_dir.join(DATA_DIR_KEY);
+    if !path.exists() {
+        // Another process (`sfu token`, a second server) may create it at the
+        // same moment: whoever loses reads the winner's key below.
+        if let Err(e) = write_private(&path, &random_hex_key()) {
+            if !path.exists() {
+                eprintln!("sfu: cannot keep the token key in {}: {e:#}; using a key for this process only", data_dir.display());
+                return Ok((random_hex_key().into_bytes(), KeySource::Ephemeral));
+            }
+        }
+    }
+    let key = std::fs::read(&path)
+        .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?
+        .trim_ascii()
+        .to_vec();
+    Ok((key, KeySource::DataDir))
 }
 
 /// Create a new file only the owner can read (its directory too, if needed).
@@ -67,8 +92,9 @@ pub fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
 pub fn build_auth(
     config: &AuthConfig,
     env_key: Option<String>,
+    data_dir: &Path,
 ) -> anyhow::Result<(Auth, KeySource)> {
-    let (key, source) = load_key(config, env_key)?;
+    let (key, source) = load_key(config, env_key, data_dir)?;
     let auth = Auth::new(key, config.allow_tokenless).map_err(|e| anyhow::anyhow!(e))?;
     Ok((auth, source))
 }
@@ -136,14 +162,50 @@ mod tests {
             key_file: Some(path.clone()),
             allow_tokenless: false,
         };
-        let (k1, s1) = load_key(&cfg, None).unwrap();
-        let (k2, s2) = load_key(&cfg, None).unwrap();
+        let unused = dir.join("unused");
+        let (k1, s1) = load_key(&cfg, None, &unused).unwrap();
+        let (k2, s2) = load_key(&cfg, None, &unused).unwrap();
         assert_eq!((s1, s2), (KeySource::CreatedFile, KeySource::File));
         assert_eq!(k1, k2);
         assert_eq!(k1.len(), 64);
         use std::os::unix::fs::PermissionsExt;
         let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
+        assert!(
+            !unused.exists(),
+            "a key file leaves the data directory alone"
+        );
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn without_key_file_or_environment_the_key_is_kept_in_the_data_dir() {
+        let dir = std::env::temp_dir().join(format!("sfu-data-key-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let cfg = AuthConfig {
+            key_file: None,
+            allow_tokenless: false,
+        };
+        // First start: the directory and the key are made; a restart (or
+        // `sfu token`) reads the same key.
+        let (k1, s1) = load_key(&cfg, None, &dir).unwrap();
+        let (k2, s2) = load_key(&cfg, None, &dir).unwrap();
+        assert_eq!((s1, s2), (KeySource::DataDir, KeySource::DataDir));
+        assert_eq!(k1, k2);
+        assert_eq!(k1.len(), 64);
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir.join(DATA_DIR_KEY))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(mode, 0o600);
+        // The environment still wins over the data directory.
+        let (k3, s3) = load_key(&cfg, Some("e".repeat(40)), &dir).unwrap();
+        assert_eq!(
+            (k3, s3),
+            ("e".repeat(40).into_bytes(), KeySource::Environment)
+        );
         let _ = std::fs::remove_dir_all(dir);
     }
 

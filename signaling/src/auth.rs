@@ -83,6 +83,11 @@ pub struct Claims {
     pub exp: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub permissions: Option<Permissions>,
+    /// The meeting's title as its invite shows it ("Giao ban sáng thứ Hai"),
+    /// for the web client's pre-join screen and page title. Display only: the
+    /// server admits by `room`, and ignores this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
 }
 
 /// Who a join was admitted as.
@@ -110,6 +115,11 @@ impl std::fmt::Debug for Auth {
             .field("allow_tokenless", &self.allow_tokenless)
             .finish()
     }
+}
+
+/// `exp` for a token valid for `ttl` from now.
+pub fn expiry(ttl: Duration) -> u64 {
+    now_secs().saturating_add(ttl.as_secs())
 }
 
 fn now_secs() -> u64 {
@@ -144,17 +154,22 @@ impl Auth {
         ttl: Duration,
         permissions: Option<Permissions>,
     ) -> String {
-        let claims = Claims {
+        self.sign(&Claims {
             room: room.to_owned(),
             sub: identity.to_owned(),
             name: name.to_owned(),
             role,
-            exp: now_secs().saturating_add(ttl.as_secs()),
+            exp: expiry(ttl),
             permissions,
-        };
+            title: None,
+        })
+    }
+
+    /// Sign these claims: for tokens `mint` does not make (a title, say).
+    pub fn sign(&self, claims: &Claims) -> String {
         encode(
             &Header::new(Algorithm::HS256),
-            &claims,
+            claims,
             &EncodingKey::from_secret(&self.key),
         )
         .expect("HS256 signing with an in-memory key cannot fail")
@@ -243,6 +258,36 @@ mod tests {
         );
     }
 
+    /// The claims a token of `auth()` carries.
+    fn claims_of(token: &str) -> Claims {
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.set_required_spec_claims(&["exp"]);
+        decode::<Claims>(
+            token,
+            &DecodingKey::from_secret(b"0123456789abcdef0123456789abcdef"),
+            &validation,
+        )
+        .unwrap()
+        .claims
+    }
+
+    #[test]
+    fn a_title_rides_in_the_token_and_changes_nothing_else() {
+        let a = auth();
+        let t = a.sign(&Claims {
+            title: Some("Giao ban sáng thứ Hai".into()),
+            ..claims_of(&a.mint("r", "i", "n", Role::Host, Duration::from_secs(60), None))
+        });
+        assert_eq!(a.admit("r", Some(&t)).unwrap().role, Role::Host);
+        assert_eq!(
+            claims_of(&t).title.as_deref(),
+            Some("Giao ban sáng thứ Hai")
+        );
+        // Without one, the claim is absent (older tokens look the same).
+        let plain = a.mint("r", "i", "n", Role::Viewer, Duration::from_secs(60), None);
+        assert_eq!(claims_of(&plain).title, None);
+    }
+
     #[test]
     fn refusals_have_their_own_codes() {
         let a = auth();
@@ -280,6 +325,7 @@ mod tests {
             role: Role::Host,
             exp: now_secs() - 3600,
             permissions: None,
+            title: None,
         };
         let expired = encode(
             &Header::new(Algorithm::HS256),

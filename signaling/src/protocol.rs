@@ -53,6 +53,9 @@ pub struct ParticipantInfo {
     /// Its connection quality, once graded (later changes come as `connection_quality`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quality: Option<ConnectionQuality>,
+    /// `host`, `participant` or `viewer`, for the others' roster.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
 }
 
 /// One m-line the client sends on.

@@ -122,6 +122,7 @@ impl Member {
             name: self.name.clone(),
             tracks: self.tracks.iter().map(|t| t.info.clone()).collect(),
             quality: self.quality,
+            role: Some(self.grant.role.as_str().to_string()),
         }
     }
 }

@@ -50,6 +50,7 @@ fn participant() -> ParticipantInfo {
         name: "Sở Y tế".into(),
         tracks: vec![track()],
         quality: Some(ConnectionQuality::Good),
+        role: Some("host".into()),
     }
 }
 

@@ -168,7 +168,7 @@ export class Meeting extends EventTarget {
   }
 
   addParticipant(p) {
-    this.participants.set(p.participant_id, { name: p.name, tracks: new Map(p.tracks.map((t) => [t.track_id, t])) });
+    this.participants.set(p.participant_id, { name: p.name, role: p.role ?? null, tracks: new Map(p.tracks.map((t) => [t.track_id, t])) });
     this.emit('participant-joined', p);
     // `joined` carries each participant's last grade; later ones come as `connection_quality`.
     if (p.quality !== undefined) this.setQuality(p.participant_id, p.quality);
@@ -306,6 +306,26 @@ export class Meeting extends EventTarget {
     l.muted = muted;
     l.track.enabled = !muted;
     this.sig.send({ type: 'mute', source, muted });
+  }
+
+  // Publish a camera or microphone that was not there at join (turned on
+  // later, or allowed after a "try again").
+  publishSource(source, track) {
+    if (this.local.has(source) || this.role === 'viewer') return false;
+    this.addLocal(source, track);
+    this.negotiate();
+    return true;
+  }
+
+  // Another device for a published source (a headset, a document camera):
+  // the same m-line and track id, no renegotiation.
+  async replaceSource(source, track) {
+    const l = this.local.get(source);
+    if (!l) return false;
+    track.enabled = !l.muted;
+    await l.transceiver.sender.replaceTrack(track);
+    l.track = track;
+    return true;
   }
 
   async startScreenShare(track) {

@@ -37,10 +37,15 @@ export async function startServer(extraToml = '', { listen = '127.0.0.1:0', keyF
   });
   const exited = new Promise((r) => proc.on('exit', (code, signal) => r({ code, signal })));
   // An invite link with a fresh token, minted by `sfu token` with the server's key.
-  const invite = (room, name, role = 'participant') => {
-    const out = execFileSync(BIN, ['token', '--config', config, '--room', room, '--identity', `id-${name}`,
-      '--name', name, '--role', role, '--ttl', '1h', '--base', url], { encoding: 'utf8' });
-    return out.match(/invite link: (\S+)/)[1];
+  // Unless `prejoin` is set, the link skips the pre-join screen (`&prejoin=0`,
+  // as a kiosk's link would) and joins with camera and microphone at once.
+  const invite = (room, name, role = 'participant', { prejoin = false, title = null, ttl = '1h' } = {}) => {
+    const args = ['token', '--config', config, '--room', room, '--identity', `id-${name}`,
+      '--name', name, '--role', role, '--ttl', ttl, '--base', url];
+    if (title) args.push('--title', title);
+    const out = execFileSync(BIN, args, { encoding: 'utf8' });
+    const link = out.match(/invite link: (\S+)/)[1];
+    return prejoin ? link : `${link}&prejoin=0`;
   };
   return { url, proc, exited, keyFile: key, invite, log: () => log, stop: () => proc.kill('SIGKILL') };
 }

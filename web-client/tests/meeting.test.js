@@ -127,6 +127,9 @@ test('a link without a token is refused with the documented code, and a viewer o
     window.sfuClient.meeting.local.get('microphone').track.enabled === true));
   const vid = await viewer.evaluate(() => window.sfuClient.meeting.participantId);
   await host.click(`.tile[data-key="p-${vid}"] .host-remove`);
+  // Removing asks first.
+  await waitFor('confirmation asked', () => host.locator('#confirm-dialog').isVisible());
+  await host.click('#confirm-yes');
   await waitFor('viewer told it was removed', () => viewer.evaluate(() =>
     document.getElementById('ended-message').textContent.includes('Chủ trì đã mời bạn ra khỏi phòng')));
   await waitFor('host sees the viewer gone', async () =>

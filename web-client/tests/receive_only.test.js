@@ -93,7 +93,7 @@ test('a viewer and a participant without media arrive first and still receive th
     publishing: window.sfuClient.meeting.local.size,
     offers: window.__offerMlines,
   }));
-  assert.equal(b.gumCalls, 1, 'a participant asks for the camera and microphone');
+  assert.equal(b.gumCalls, 2, 'a participant asks for the microphone and the camera, each on its own');
   assert.equal(b.localStream, null);
   assert.equal(b.role, 'participant');
   assert.equal(b.publishing, 0);
