@@ -345,7 +345,7 @@ export class Grid {
     tile.style.top = `${Math.round(y)}px`;
     tile.style.width = `${Math.floor(w)}px`;
     tile.style.height = `${Math.floor(h)}px`;
-    tile.classList.toggle('small', w < 200);
+    tile.classList.toggle('small', w < 320);
   }
 
   // Boxes for every tile; hidden tiles get none.
@@ -373,12 +373,15 @@ export class Grid {
       let thumbH;
       let perPage;
       if (side) {
-        thumbW = Math.max(120, Math.min(260, W * 0.2));
+        thumbW = Math.max(120, Math.min(220, W * 0.16));
         thumbH = thumbW * 9 / 16;
         perPage = Math.max(1, Math.floor((H + GAP) / (thumbH + GAP)));
       } else {
-        thumbH = Math.max(68, Math.min(150, H * 0.2));
-        thumbW = thumbH * 16 / 9;
+        // Square thumbnails under the stage of an upright phone: three or
+        // more to a row.
+        const aspect = tileAspect(W, H);
+        thumbH = Math.max(68, Math.min(aspect === 1 ? 110 : 150, H * 0.16));
+        thumbW = thumbH * aspect;
         perPage = Math.max(1, Math.floor((W + GAP) / (thumbW + GAP)));
       }
       if (rest.length === 0) { thumbW = 0; thumbH = 0; }
