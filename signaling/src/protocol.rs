@@ -56,6 +56,9 @@ pub struct ParticipantInfo {
     /// `host`, `participant` or `viewer`, for the others' roster.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub role: Option<String>,
+    /// Whether their hand is raised (absent when not).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub hand_raised: bool,
 }
 
 /// One m-line the client sends on.
@@ -166,6 +169,8 @@ pub enum ModerateAction {
     Allow,
     /// Remove them from the room.
     Remove,
+    /// Lower their raised hand.
+    LowerHand,
 }
 
 fn high() -> Quality {
@@ -215,6 +220,8 @@ pub enum ClientMessage {
         #[serde(default)]
         pinned: bool,
     },
+    /// Raise or lower one's hand (asking for the floor).
+    Hand { raised: bool },
     /// Answer to the server's `ping`.
     Pong {},
     /// Leave the room; the server closes the connection after this.
@@ -278,6 +285,12 @@ pub enum ServerMessage {
     /// The main speaker changed: speaker view follows it.
     DominantSpeaker {
         participant_id: ParticipantId,
+    },
+    /// A participant raised or lowered their hand, or the host lowered it
+    /// (to everyone, the participant too).
+    HandChanged {
+        participant_id: ParticipantId,
+        raised: bool,
     },
     /// A participant's connection quality changed (to everyone, the
     /// participant too).
@@ -470,6 +483,7 @@ impl ClientMessage {
             ClientMessage::Mute { .. } => "mute",
             ClientMessage::Moderate { .. } => "moderate",
             ClientMessage::UpdateSubscription { .. } => "update_subscription",
+            ClientMessage::Hand { .. } => "hand",
             ClientMessage::Pong {} => "pong",
             ClientMessage::Leave {} => "leave",
         }

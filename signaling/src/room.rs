@@ -64,6 +64,10 @@ pub enum RoomCommand {
     Leave {
         participant: ParticipantId,
     },
+    Hand {
+        participant: ParticipantId,
+        raised: bool,
+    },
     UpdateSubscription {
         participant: ParticipantId,
         track: TrackId,
@@ -113,6 +117,8 @@ struct Member {
     host_muted: Vec<TrackSource>,
     /// The connection quality last announced for it.
     quality: Option<ConnectionQuality>,
+    /// Asking for the floor.
+    hand_raised: bool,
 }
 
 impl Member {
@@ -123,6 +129,7 @@ impl Member {
             tracks: self.tracks.iter().map(|t| t.info.clone()).collect(),
             quality: self.quality,
             role: Some(self.grant.role.as_str().to_string()),
+            hand_raised: self.hand_raised,
         }
     }
 }
@@ -205,6 +212,10 @@ impl Room {
                 muted,
             } => self.mute(participant, source, muted),
             RoomCommand::Leave { participant } => self.leave(participant),
+            RoomCommand::Hand {
+                participant,
+                raised,
+            } => self.hand(participant, raised),
             RoomCommand::UpdateSubscription {
                 participant,
                 track,
@@ -364,6 +375,7 @@ impl Room {
             grant,
             host_muted: Vec::new(),
             quality: None,
+            hand_raised: false,
         };
         self.metrics.joins_total.inc();
         let joined = ServerMessage::Joined {
@@ -559,6 +571,21 @@ impl Room {
         self.broadcast_except(participant, &msg);
     }
 
+    /// A hand raised or lowered: everyone is told, the participant too.
+    fn hand(&mut self, participant: ParticipantId, raised: bool) {
+        let Some(member) = self.members.get_mut(&participant) else {
+            return;
+        };
+        if member.hand_raised == raised {
+            return;
+        }
+        member.hand_raised = raised;
+        self.broadcast(&ServerMessage::HandChanged {
+            participant_id: participant,
+            raised,
+        });
+    }
+
     /// A host acting on another participant. Everyone else gets `forbidden`.
     fn moderate(
         &mut self,
@@ -601,6 +628,7 @@ impl Room {
                 info!(room = %self.id, participant = %target, host = %by, "removed by the host");
                 self.leave(target);
             }
+            ModerateAction::LowerHand => self.hand(target, false),
             ModerateAction::Allow => {
                 let source = source.unwrap_or(TrackSource::Microphone);
                 if let Some(m) = self.members.get_mut(&target) {

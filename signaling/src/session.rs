@@ -341,6 +341,10 @@ async fn handle_text(
             source,
             muted,
         },
+        ClientMessage::Hand { raised } => RoomCommand::Hand {
+            participant,
+            raised,
+        },
         ClientMessage::UpdateSubscription {
             track_id,
             paused,

@@ -51,6 +51,7 @@ fn participant() -> ParticipantInfo {
         tracks: vec![track()],
         quality: Some(ConnectionQuality::Good),
         role: Some("host".into()),
+        hand_raised: true,
     }
 }
 
@@ -104,6 +105,15 @@ fn client_messages() {
             pinned: true,
         },
     );
+    check("client_hand", &ClientMessage::Hand { raised: true });
+    check(
+        "client_moderate_lower_hand",
+        &ClientMessage::Moderate {
+            action: signaling::protocol::ModerateAction::LowerHand,
+            participant_id: ParticipantId(7),
+            source: None,
+        },
+    );
     check("client_pong", &ClientMessage::Pong {});
     check("client_leave", &ClientMessage::Leave {});
 }
@@ -155,6 +165,13 @@ fn server_messages() {
         "server_dominant_speaker",
         &ServerMessage::DominantSpeaker {
             participant_id: ParticipantId(7),
+        },
+    );
+    check(
+        "server_hand_changed",
+        &ServerMessage::HandChanged {
+            participant_id: ParticipantId(7),
+            raised: true,
         },
     );
     check(

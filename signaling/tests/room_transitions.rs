@@ -687,3 +687,76 @@ async fn a_joiner_learns_the_others_connection_quality() {
         "{joined:?}"
     );
 }
+
+#[tokio::test]
+async fn a_raised_hand_is_told_to_everyone_and_the_host_lowers_it() {
+    use signaling::auth::Role;
+    use signaling::protocol::ModerateAction;
+    let (mut room, _media) = room(10);
+    let mut host = join_as(&mut room, "Chair", Role::Host).await.unwrap();
+    let mut p = join_as(&mut room, "Site", Role::Viewer).await.unwrap();
+    drain(&mut host);
+    drain(&mut p);
+    let raised = |id, raised| ServerMessage::HandChanged {
+        participant_id: id,
+        raised,
+    };
+
+    // A viewer may ask for the floor too; everyone is told, the viewer too.
+    room.handle(RoomCommand::Hand {
+        participant: p.id,
+        raised: true,
+    })
+    .await;
+    assert_eq!(drain(&mut host), vec![raised(p.id, true)]);
+    assert_eq!(drain(&mut p), vec![raised(p.id, true)]);
+    // Raising it again changes nothing, and says nothing.
+    room.handle(RoomCommand::Hand {
+        participant: p.id,
+        raised: true,
+    })
+    .await;
+    assert!(host.nothing_queued() && p.nothing_queued());
+
+    // Someone joining now sees the hand up in `joined`.
+    let mut late = join(&mut room, "Late").await.unwrap();
+    let listed = drain(&mut late).into_iter().find_map(|m| match m {
+        ServerMessage::Joined { participants, .. } => Some(participants),
+        _ => None,
+    });
+    let hands: Vec<bool> = listed
+        .unwrap()
+        .iter()
+        .filter(|x| x.participant_id == p.id)
+        .map(|x| x.hand_raised)
+        .collect();
+    assert_eq!(hands, vec![true]);
+    drain(&mut host);
+    drain(&mut p);
+
+    // Only the host lowers someone else's hand.
+    let target = p.id;
+    let lower = |by| RoomCommand::Moderate {
+        by,
+        action: ModerateAction::LowerHand,
+        target,
+        source: None,
+    };
+    room.handle(lower(late.id)).await;
+    let refused = drain(&mut late);
+    assert!(
+        matches!(
+            refused.as_slice(),
+            [ServerMessage::Error {
+                code: ErrorCode::Forbidden,
+                ..
+            }]
+        ),
+        "{refused:?}"
+    );
+    assert!(p.nothing_queued());
+    room.handle(lower(host.id)).await;
+    assert_eq!(drain(&mut p), vec![raised(p.id, false)]);
+    assert_eq!(drain(&mut host), vec![raised(p.id, false)]);
+    assert_eq!(drain(&mut late), vec![raised(p.id, false)]);
+}

@@ -344,6 +344,9 @@ function refreshControls() {
   control('cam', cam?.muted || !cam ? 'camOff' : 'cam', cam?.muted || !cam ? t('cameraOn') : t('cameraOff'), !cam || !!cam.muted, 'toggle-off');
   const sharing = !!meeting?.local.has('screen');
   control('share', 'screen', sharing ? t('stopShare') : t('share'), sharing, 'toggle-on');
+  const hand = !!meeting && meeting.hands.has(meeting.participantId);
+  control('hand', 'hand', hand ? t('lowerHand') : t('raiseHand'), hand, 'toggle-on');
+  $('hand').disabled = !meeting || meeting.participantId === null;
   control('layout', grid.mode === 'speaker' ? 'gallery' : 'speaker', grid.mode === 'speaker' ? t('layoutGallery') : t('layoutSpeaker'), grid.mode === 'speaker', 'toggle-on');
   const count = meeting ? meeting.participants.size + 1 : 0;
   control('people-btn', 'people', t('peopleCount', { n: count }), !$('people').hidden, 'toggle-on');
@@ -423,6 +426,8 @@ function applyRemoteFlags(participantId) {
   const s = participantState(participantId);
   if (!s) return;
   grid.setFlags(`p-${participantId}`, { micMuted: s.micMuted, camOff: s.camOff });
+  // A viewer has no microphone or camera to be off: no badges, initials.
+  grid.tiles.get(`p-${participantId}`)?.classList.toggle('viewer', meeting.participants.get(participantId)?.role === 'viewer');
   renderPeople();
 }
 
@@ -483,6 +488,7 @@ function startMeeting() {
   // Grades belong to the old connection: unknown again until the server says.
   showOwnQuality(null);
   grid.setQuality('local', null);
+  grid.setFlags('local', { hand: false });
   grid.setSpeaking([]);
   grid.setFeatured(null);
   let retryAfter = null;
@@ -503,6 +509,7 @@ function startMeeting() {
     const key = `p-${p.participant_id}`;
     grid.tile(key, p.name);
     applyRemoteFlags(p.participant_id);
+    grid.setFlags(key, { hand: meeting.hands.has(p.participant_id) });
     if (p.participant_id === meeting.dominantSpeaker) followDominant();
     if (meeting.role === 'host') {
       grid.addHostControls(key, {
@@ -549,6 +556,14 @@ function startMeeting() {
   meeting.addEventListener('dominant-speaker', followDominant);
   meeting.addEventListener('downlink', (e) => { $('downlink').hidden = !e.detail.starved; });
   meeting.addEventListener('quality', showQuality);
+  meeting.addEventListener('hand', (e) => {
+    const { participantId, raised } = e.detail;
+    const own = participantId === meeting.participantId;
+    grid.setFlags(own ? 'local' : `p-${participantId}`, { hand: raised });
+    if (raised && !own) announce('handUp', { name: meeting.participants.get(participantId)?.name ?? '' });
+    refreshControls();
+    renderPeople();
+  });
   meeting.addEventListener('muted-by-host', () => { refreshControls(); announce('mutedByHost'); });
   meeting.addEventListener('server-error', (e) => {
     const code = e.detail.code;
@@ -671,6 +686,11 @@ async function toggleCam() {
   await retryInMeeting('camera');
 }
 
+function toggleHand() {
+  if (!meeting || meeting.participantId === null) return;
+  meeting.raiseHand(!meeting.hands.has(meeting.participantId));
+}
+
 async function toggleShare() {
   if (!meeting || session?.receiveOnly) return;
   if (meeting.local.has('screen')) {
@@ -692,6 +712,7 @@ async function toggleShare() {
 $('mic').addEventListener('click', toggleMic);
 $('cam').addEventListener('click', toggleCam);
 $('share').addEventListener('click', toggleShare);
+$('hand').addEventListener('click', toggleHand);
 $('leave').addEventListener('click', leave);
 $('layout').addEventListener('click', () => {
   grid.setMode(grid.mode === 'speaker' ? 'gallery' : 'speaker');
@@ -815,6 +836,10 @@ $('confirm-yes').addEventListener('click', () => {
   meeting?.moderate('remove', id);
   if (name) announce('removedToast', { name });
 });
+$('lower-hands').addEventListener('click', () => {
+  if (!meeting) return;
+  for (const id of meeting.hands) if (id !== meeting.participantId) meeting.moderate('lower_hand', id);
+});
 $('mute-all').addEventListener('click', () => {
   if (!meeting) return;
   for (const [id] of meeting.participants) {
@@ -852,6 +877,7 @@ function renderPeople() {
       item(s.micMuted ? t('micMuted') : t('mic'), s.micMuted ? 'off' : '');
       item(s.camOff ? t('camOff') : t('camera'), s.camOff ? 'off' : '');
     }
+    if (meeting.hands.has(id)) item(t('handRaised'), 'hand');
     if (quality) item(t(`quality_${quality}`).split(':')[0], quality === 'poor' || quality === 'lost' ? 'bad' : '');
     li.append(who, state);
     if (host && !self) {
@@ -868,6 +894,7 @@ function renderPeople() {
       };
       if (s.mic && !s.mic.muted) b('host-mute', t('hostMute'), t('hostMuteOf', { name }), () => meeting.moderate('mute', id, 'microphone'));
       if (role !== 'viewer') b('host-allow', t('hostAllow'), t('hostAllowOf', { name }), () => meeting.moderate('allow', id, 'microphone'));
+      if (meeting.hands.has(id)) b('host-lower-hand', t('lowerHand'), t('lowerHandOf', { name }), () => meeting.moderate('lower_hand', id));
       b('host-remove', t('hostRemove'), t('hostRemoveOf', { name }), () => confirmRemove(id));
       li.append(actions);
     }
@@ -917,6 +944,7 @@ document.addEventListener('keydown', (e) => {
   if (k === 'm') toggleMic();
   else if (k === 'v') toggleCam();
   else if (k === 's') toggleShare();
+  else if (k === 'h') toggleHand();
   else return;
   e.preventDefault();
 });

@@ -26,6 +26,8 @@ export class Meeting extends EventTarget {
     // participant id (one's own too) -> excellent, good, poor or lost. Nobody
     // is in it until the server's first `connection_quality` for them.
     this.quality = new Map();
+    // Raised hands (docs/signaling-protocol.md, "Hands"): participant ids, one's own too.
+    this.hands = new Set();
     this.negotiating = false;
     this.renegotiate = false;
     this.metrics = { wsOpenAt: null, joinedAt: null, firstRemoteFrameAt: null };
@@ -82,6 +84,7 @@ export class Meeting extends EventTarget {
         this.activeSpeakers = this.activeSpeakers.filter((id) => id !== msg.participant_id);
         if (this.dominantSpeaker === msg.participant_id) this.dominantSpeaker = null;
         this.quality.delete(msg.participant_id);
+        this.hands.delete(msg.participant_id);
         this.emit('participant-left', msg.participant_id);
         this.negotiate();
         break;
@@ -143,6 +146,11 @@ export class Meeting extends EventTarget {
       case 'connection_quality':
         if (typeof msg.participant_id === 'number') this.setQuality(msg.participant_id, msg.quality);
         break;
+      case 'hand_changed':
+        if (msg.raised) this.hands.add(msg.participant_id);
+        else this.hands.delete(msg.participant_id);
+        this.emit('hand', { participantId: msg.participant_id, raised: !!msg.raised });
+        break;
       // Anything else is from a newer server: ignored.
     }
   }
@@ -169,6 +177,7 @@ export class Meeting extends EventTarget {
 
   addParticipant(p) {
     this.participants.set(p.participant_id, { name: p.name, role: p.role ?? null, tracks: new Map(p.tracks.map((t) => [t.track_id, t])) });
+    if (p.hand_raised) this.hands.add(p.participant_id);
     this.emit('participant-joined', p);
     // `joined` carries each participant's last grade; later ones come as `connection_quality`.
     if (p.quality !== undefined) this.setQuality(p.participant_id, p.quality);
@@ -290,6 +299,11 @@ export class Meeting extends EventTarget {
     }
     this.negotiating = false;
     if (this.renegotiate) { this.renegotiate = false; this.negotiate(); }
+  }
+
+  // Ask for the floor, or stop asking.
+  raiseHand(raised) {
+    this.sig.send({ type: 'hand', raised: !!raised });
   }
 
   // Host only (the server refuses others with `forbidden`).

@@ -6,20 +6,14 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { startServer, launchBrowser, inbound, waitFor } from './harness.js';
-import { shot, trackProbe } from './ui_helpers.js';
+import { shot, openProbed } from './ui_helpers.js';
 import { STRINGS } from '../public/i18n.js';
 
 const server = await startServer();
 const browser = await launchBrowser();
 after(async () => { await browser.close(); server.stop(); });
 
-async function open(ctx, link, label, probe = {}) {
-  const page = await ctx.newPage();
-  page.on('pageerror', (e) => console.error(`page ${label} error:`, e));
-  await page.addInitScript(trackProbe, probe);
-  await page.goto(link);
-  return page;
-}
+const open = openProbed;
 
 test('the root URL explains the invite link, opens no camera, and takes a pasted link', async () => {
   const ctx = await browser.newContext({ viewport: { width: 1280, height: 720 } });

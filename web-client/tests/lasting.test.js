@@ -5,20 +5,14 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { startServer, launchBrowser, waitFor } from './harness.js';
-import { shot, trackProbe, liveTracks, userText } from './ui_helpers.js';
+import { shot, trackProbe, openProbed, liveTracks, userText } from './ui_helpers.js';
 import { STRINGS } from '../public/i18n.js';
 
 const server = await startServer();
 const browser = await launchBrowser();
 after(async () => { await browser.close(); server.stop(); });
 
-async function open(ctx, link, label) {
-  const page = await ctx.newPage();
-  page.on('pageerror', (e) => console.error(`page ${label} error:`, e));
-  await page.addInitScript(trackProbe);
-  await page.goto(link);
-  return page;
-}
+const open = (ctx, link, label) => openProbed(ctx, link, label);
 
 const joined = (page) => waitFor('joined', () => page.evaluate(() => window.sfuClient?.meeting?.participantId != null));
 const publishing = (page) => waitFor('publishing', () => page.evaluate(() =>

@@ -36,6 +36,15 @@ export function trackProbe({ denyVideo = false } = {}) {
   }
 }
 
+// A page of `ctx` with trackProbe(`probe`) installed, opened at `link`.
+export async function openProbed(ctx, link, label, probe = {}) {
+  const page = await ctx.newPage();
+  page.on('pageerror', (e) => console.error(`page ${label} error:`, e));
+  await page.addInitScript(trackProbe, probe);
+  await page.goto(link);
+  return page;
+}
+
 // Every track the page captured or received that is not ended yet.
 export function liveTracks(page) {
   return page.evaluate(() => {
