@@ -161,8 +161,8 @@ async fn bad_input_gets_its_code_and_harms_no_one_else() {
     let i = tampered.find('.').unwrap() + 3;
     let c = if &tampered[i..i + 1] == "A" { "B" } else { "A" };
     tampered.replace_range(i..i + 1, c);
-    let huge = "x".repeat(300 * 1024);
-    let sdp_big = format!("v=0\r\n{}", "a=x\r\n".repeat(20_000));
+    let huge = "x".repeat(600 * 1024);
+    let sdp_big = format!("v=0\r\n{}", "a=x\r\n".repeat(60_000));
     let offer = |sdp: &str, publish: Value| {
         json!({"type": "offer", "sdp": sdp, "publish": publish, "subscribe": []}).to_string()
     };
@@ -197,7 +197,7 @@ async fn bad_input_gets_its_code_and_harms_no_one_else() {
             false,
         ),
         (
-            "huge frame (300 KiB)",
+            "huge frame (600 KiB)",
             vec![Send::Text(huge.clone())],
             "message_too_large",
             true,

@@ -7,6 +7,45 @@ import { sendEncodings, setActiveLayers, SubscriptionUpdates } from './layers.js
 // The grades of `connection_quality`, best first.
 export const QUALITIES = ['excellent', 'good', 'poor', 'lost'];
 
+// The codecs the server forwards (docs/signaling-protocol.md, "RTP and SDP
+// contract"): a receiving m-line offers only these. Chromium's full list
+// (VP9, AV1, ulpfec, flexfec, a dozen H.264 variants) makes each video m-line
+// about three times longer, and a 40-site briefing has 80 of them in every
+// offer: the offer would pass the server's size limits only without them.
+const SERVER_CODECS = {
+  audio: (c) => ['audio/opus', 'audio/red'].includes(c.mimeType.toLowerCase()),
+  video: (c) => {
+    const mime = c.mimeType.toLowerCase();
+    if (mime === 'video/vp8' || mime === 'video/rtx') return true;
+    if (mime !== 'video/h264') return false;
+    const fmtp = c.sdpFmtpLine ?? '';
+    return /packetization-mode=1/.test(fmtp) && /profile-level-id=42e01f/i.test(fmtp);
+  },
+};
+
+// mid -> { kind, port, direction } of each m-section of an SDP.
+export function mediaLines(sdp) {
+  const out = new Map();
+  let cur = null;
+  for (const line of sdp.split(/\r?\n/)) {
+    const m = /^m=(\w+) (\d+)/.exec(line);
+    if (m) { cur = { kind: m[1], port: m[2], direction: 'sendrecv', mid: null }; continue; }
+    if (!cur) continue;
+    const mid = /^a=mid:(.+)$/.exec(line);
+    if (mid) { cur.mid = mid[1]; out.set(cur.mid, cur); }
+    const dir = /^a=(sendrecv|sendonly|recvonly|inactive)$/.exec(line);
+    if (dir) cur.direction = dir[1];
+  }
+  return out;
+}
+
+function preferServerCodecs(transceiver, kind) {
+  try {
+    const codecs = RTCRtpReceiver.getCapabilities?.(kind)?.codecs?.filter(SERVER_CODECS[kind]) ?? [];
+    if (codecs.some((c) => !/rtx|red/i.test(c.mimeType))) transceiver.setCodecPreferences(codecs);
+  } catch { /* the browser's own list, then */ }
+}
+
 export class Meeting extends EventTarget {
   constructor({ room, name, token = null, localStream }) {
     super();
@@ -236,7 +275,10 @@ export class Meeting extends EventTarget {
     let transceiver = this.pc.getTransceivers().find((t) =>
       !used.has(t) && !localT.has(t) && t.direction === 'inactive' && t.receiver.track.kind === info.kind && !t.stopped);
     if (transceiver) transceiver.direction = 'recvonly';
-    else transceiver = this.pc.addTransceiver(info.kind, { direction: 'recvonly' });
+    else {
+      transceiver = this.pc.addTransceiver(info.kind, { direction: 'recvonly' });
+      preferServerCodecs(transceiver, info.kind);
+    }
     const r = { participantId, info, transceiver };
     this.remote.set(info.track_id, r);
     this.emit('remote-added', r);
@@ -268,13 +310,30 @@ export class Meeting extends EventTarget {
     try {
       const offer = await this.pc.createOffer();
       await this.pc.setLocalDescription(offer);
+      // The lists must say what this SDP says. Messages handled while the
+      // offer was made (a track unpublished, another one reusing its idle
+      // m-line, a new subscription) changed the transceivers after the SDP
+      // was taken: an entry whose m-line does not send or receive its kind in
+      // the SDP would be refused (invalid_offer). Such entries wait for the
+      // next round, which the change already asked for.
+      const lines = mediaLines(this.pc.localDescription.sdp);
+      const fits = (mid, kind, dir) => {
+        const l = lines.get(mid);
+        return !!l && l.port !== '0' && l.kind === kind && (l.direction === dir || l.direction === 'sendrecv');
+      };
       const publish = [];
       for (const [source, l] of this.local) {
-        if (l.transceiver.mid && l.transceiver.direction === 'sendonly') publish.push({ mid: l.transceiver.mid, source, muted: l.muted });
+        const mid = l.transceiver.mid;
+        if (!mid || l.transceiver.direction !== 'sendonly') continue;
+        if (fits(mid, l.track.kind, 'sendonly')) publish.push({ mid, source, muted: l.muted });
+        else this.renegotiate = true;
       }
       const subscribe = [];
       for (const [trackId, r] of this.remote) {
-        if (r.transceiver.mid) subscribe.push({ mid: r.transceiver.mid, track_id: trackId });
+        const mid = r.transceiver.mid;
+        if (!mid) continue;
+        if (fits(mid, r.info.kind, 'recvonly')) subscribe.push({ mid, track_id: trackId });
+        else this.renegotiate = true;
       }
       this.offeredSubscribe = subscribe.map((s) => s.track_id);
       this.sig.send({ type: 'offer', sdp: this.pc.localDescription.sdp, publish, subscribe });
