@@ -222,6 +222,8 @@ pub enum ClientMessage {
     },
     /// Raise or lower one's hand (asking for the floor).
     Hand { raised: bool },
+    /// Host only: end the meeting for everyone.
+    EndMeeting {},
     /// Answer to the server's `ping`.
     Pong {},
     /// Leave the room; the server closes the connection after this.
@@ -376,6 +378,8 @@ pub enum ErrorCode {
     Removed,
     /// The same identity joined again (a reload, a second tab): this older connection is closed.
     Replaced,
+    /// The host ended the meeting for everyone.
+    MeetingEnded,
     /// A bug on the server. The message says no more than that.
     Internal,
 }
@@ -409,11 +413,12 @@ impl ErrorCode {
             ErrorCode::SdpTooLarge => "sdp_too_large",
             ErrorCode::Removed => "removed",
             ErrorCode::Replaced => "replaced",
+            ErrorCode::MeetingEnded => "meeting_ended",
             ErrorCode::Internal => "internal",
         }
     }
 
-    pub const ALL: [ErrorCode; 27] = [
+    pub const ALL: [ErrorCode; 28] = [
         ErrorCode::BadMessage,
         ErrorCode::UnsupportedVersion,
         ErrorCode::NotJoined,
@@ -440,6 +445,7 @@ impl ErrorCode {
         ErrorCode::SdpTooLarge,
         ErrorCode::Removed,
         ErrorCode::Replaced,
+        ErrorCode::MeetingEnded,
         ErrorCode::Internal,
     ];
 }
@@ -484,6 +490,7 @@ impl ClientMessage {
             ClientMessage::Moderate { .. } => "moderate",
             ClientMessage::UpdateSubscription { .. } => "update_subscription",
             ClientMessage::Hand { .. } => "hand",
+            ClientMessage::EndMeeting {} => "end_meeting",
             ClientMessage::Pong {} => "pong",
             ClientMessage::Leave {} => "leave",
         }

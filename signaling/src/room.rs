@@ -68,6 +68,9 @@ pub enum RoomCommand {
         participant: ParticipantId,
         raised: bool,
     },
+    EndMeeting {
+        by: ParticipantId,
+    },
     UpdateSubscription {
         participant: ParticipantId,
         track: TrackId,
@@ -216,6 +219,11 @@ impl Room {
                 participant,
                 raised,
             } => self.hand(participant, raised),
+            RoomCommand::EndMeeting { by } => {
+                if let Err(e) = self.end_meeting(by) {
+                    self.send(by, e.to_message());
+                }
+            }
             RoomCommand::UpdateSubscription {
                 participant,
                 track,
@@ -571,6 +579,37 @@ impl Room {
         self.broadcast_except(participant, &msg);
     }
 
+    /// `forbidden` unless `by` may moderate.
+    fn require_host(&self, by: ParticipantId, why: &str) -> Result<(), ProtocolError> {
+        let allowed = self
+            .members
+            .get(&by)
+            .is_some_and(|m| m.grant.permissions.moderate);
+        if allowed {
+            Ok(())
+        } else {
+            Err(ProtocolError::new(ErrorCode::Forbidden, why))
+        }
+    }
+
+    /// The host ends the meeting: everyone, the host too, is closed with
+    /// `meeting_ended`. A later join starts the room afresh.
+    fn end_meeting(&mut self, by: ParticipantId) -> Result<(), ProtocolError> {
+        self.require_host(by, "only the host can end the meeting")?;
+        info!(room = %self.id, host = %by, count = self.members.len(), "meeting ended by the host");
+        let everyone: Vec<ParticipantId> = self.members.keys().copied().collect();
+        for id in everyone {
+            if let Some(m) = self.members.get(&id) {
+                let _ = m.out.try_send(Outbound::Close(ProtocolError::new(
+                    ErrorCode::MeetingEnded,
+                    "the host ended the meeting",
+                )));
+            }
+            self.leave(id);
+        }
+        Ok(())
+    }
+
     /// A hand raised or lowered: everyone is told, the participant too.
     fn hand(&mut self, participant: ParticipantId, raised: bool) {
         let Some(member) = self.members.get_mut(&participant) else {
@@ -594,16 +633,7 @@ impl Room {
         target: ParticipantId,
         source: Option<TrackSource>,
     ) -> Result<(), ProtocolError> {
-        let allowed = self
-            .members
-            .get(&by)
-            .is_some_and(|m| m.grant.permissions.moderate);
-        if !allowed {
-            return Err(ProtocolError::new(
-                ErrorCode::Forbidden,
-                "only the host can mute or remove others",
-            ));
-        }
+        self.require_host(by, "only the host can mute or remove others")?;
         if !self.members.contains_key(&target) || target == by {
             return Err(ProtocolError::new(
                 ErrorCode::BadMessage,

@@ -345,6 +345,7 @@ async fn handle_text(
             participant,
             raised,
         },
+        ClientMessage::EndMeeting {} => RoomCommand::EndMeeting { by: participant },
         ClientMessage::UpdateSubscription {
             track_id,
             paused,

@@ -106,6 +106,7 @@ fn client_messages() {
         },
     );
     check("client_hand", &ClientMessage::Hand { raised: true });
+    check("client_end_meeting", &ClientMessage::EndMeeting {});
     check(
         "client_moderate_lower_hand",
         &ClientMessage::Moderate {

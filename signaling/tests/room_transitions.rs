@@ -688,6 +688,20 @@ async fn a_joiner_learns_the_others_connection_quality() {
     );
 }
 
+/// The one answer was `forbidden`.
+fn only_forbidden(got: Vec<ServerMessage>) {
+    assert!(
+        matches!(
+            got.as_slice(),
+            [ServerMessage::Error {
+                code: ErrorCode::Forbidden,
+                ..
+            }]
+        ),
+        "{got:?}"
+    );
+}
+
 #[tokio::test]
 async fn a_raised_hand_is_told_to_everyone_and_the_host_lowers_it() {
     use signaling::auth::Role;
@@ -743,20 +757,32 @@ async fn a_raised_hand_is_told_to_everyone_and_the_host_lowers_it() {
         source: None,
     };
     room.handle(lower(late.id)).await;
-    let refused = drain(&mut late);
-    assert!(
-        matches!(
-            refused.as_slice(),
-            [ServerMessage::Error {
-                code: ErrorCode::Forbidden,
-                ..
-            }]
-        ),
-        "{refused:?}"
-    );
+    only_forbidden(drain(&mut late));
     assert!(p.nothing_queued());
     room.handle(lower(host.id)).await;
     assert_eq!(drain(&mut p), vec![raised(p.id, false)]);
     assert_eq!(drain(&mut host), vec![raised(p.id, false)]);
     assert_eq!(drain(&mut late), vec![raised(p.id, false)]);
+}
+
+#[tokio::test]
+async fn the_host_ends_the_meeting_for_everyone() {
+    use signaling::auth::Role;
+    let (mut room, _media) = room(10);
+    let mut host = join_as(&mut room, "Chair", Role::Host).await.unwrap();
+    let mut p = join_as(&mut room, "Site", Role::Participant).await.unwrap();
+    drain(&mut host);
+    drain(&mut p);
+    // Only the host may.
+    room.handle(RoomCommand::EndMeeting { by: p.id }).await;
+    only_forbidden(drain(&mut p));
+    room.handle(RoomCommand::EndMeeting { by: host.id }).await;
+    for c in [&mut host, &mut p] {
+        let mut ended = false;
+        while let Ok(o) = c.rx.try_recv() {
+            ended |= matches!(o, Outbound::Close(ref e) if e.code == ErrorCode::MeetingEnded);
+        }
+        assert!(ended, "closed with meeting_ended");
+    }
+    assert_eq!(room.participant_count(), 0);
 }

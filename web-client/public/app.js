@@ -435,7 +435,7 @@ function applyRemoteFlags(participantId) {
 // doubling up to 10 s, with jitter so a restarted server is not hit at once.
 const BACKOFF_MAX_MS = 10000;
 // Reconnecting cannot fix these: the invite, the host, or another window decided.
-const NO_RECONNECT = new Set(['unauthorized', 'invalid_token', 'token_expired', 'wrong_room', 'removed', 'replaced', 'room_full', 'invalid_room', 'invalid_name', 'unsupported_version', 'server_full']);
+const NO_RECONNECT = new Set(['unauthorized', 'invalid_token', 'token_expired', 'wrong_room', 'removed', 'replaced', 'room_full', 'invalid_room', 'invalid_name', 'unsupported_version', 'server_full', 'meeting_ended']);
 // Where "join again" can work.
 const CAN_REJOIN = new Set(['left', 'room_full', 'server_full', 'media_failed']);
 
@@ -818,28 +818,35 @@ $('fullscreen').addEventListener('click', () => {
 // ---------------------------------------------------------------------------
 // People: everyone's microphone, camera, connection and role; the host's actions.
 
+// A question before an action that cannot be undone: remove someone, end the meeting.
+let confirmed = null;
+function ask(text, yes, action) {
+  $('confirm-text').textContent = text;
+  $('confirm-yes').textContent = yes;
+  confirmed = action;
+  $('confirm-dialog').showModal();
+}
+$('confirm-no').addEventListener('click', () => { confirmed = null; $('confirm-dialog').close(); });
+$('confirm-yes').addEventListener('click', () => {
+  $('confirm-dialog').close();
+  const action = confirmed;
+  confirmed = null;
+  action?.();
+});
+
 function confirmRemove(participantId) {
   const p = meeting?.participants.get(participantId);
   if (!p) return;
-  const dlg = $('confirm-dialog');
-  $('confirm-text').textContent = t('confirmRemove', { name: p.name });
-  $('confirm-yes').textContent = t('hostRemove');
-  dlg.dataset.participant = String(participantId);
-  dlg.showModal();
+  ask(t('confirmRemove', { name: p.name }), t('hostRemove'), () => {
+    meeting?.moderate('remove', participantId);
+    announce('removedToast', { name: p.name });
+  });
 }
-$('confirm-no').addEventListener('click', () => $('confirm-dialog').close());
-$('confirm-yes').addEventListener('click', () => {
-  const dlg = $('confirm-dialog');
-  const id = Number(dlg.dataset.participant);
-  dlg.close();
-  const name = meeting?.participants.get(id)?.name;
-  meeting?.moderate('remove', id);
-  if (name) announce('removedToast', { name });
-});
 $('lower-hands').addEventListener('click', () => {
   if (!meeting) return;
   for (const id of meeting.hands) if (id !== meeting.participantId) meeting.moderate('lower_hand', id);
 });
+$('end-all').addEventListener('click', () => ask(t('confirmEnd'), t('endForAll'), () => meeting?.endMeeting()));
 $('mute-all').addEventListener('click', () => {
   if (!meeting) return;
   for (const [id] of meeting.participants) {

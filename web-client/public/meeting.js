@@ -360,6 +360,12 @@ export class Meeting extends EventTarget {
     if (this.renegotiate) { this.renegotiate = false; this.negotiate(); }
   }
 
+  // Host only: end the meeting for everyone (the server closes every
+  // connection, this one too, with `meeting_ended`).
+  endMeeting() {
+    this.sig.send({ type: 'end_meeting' });
+  }
+
   // Ask for the floor, or stop asking.
   raiseHand(raised) {
     this.sig.send({ type: 'hand', raised: !!raised });

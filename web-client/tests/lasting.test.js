@@ -78,6 +78,31 @@ test('leave and removal end on an end screen with every track ended', async () =
   await ctx.close();
 });
 
+test('the host ends the meeting: everyone gets the end screen, every track ended', async () => {
+  const ctx = await browser.newContext({ viewport: { width: 1280, height: 720 } });
+  const host = await open(ctx, server.invite('hoi-chan-ket-thuc', 'Bác sĩ chủ trì', 'host'), 'host');
+  await joined(host);
+  const a = await open(ctx, server.invite('hoi-chan-ket-thuc', 'Bệnh viện huyện'), 'A');
+  await publishing(a);
+  await host.click('#people-btn');
+  await host.click('#end-all');
+  await waitFor('asked first', () => host.locator('#confirm-dialog').isVisible());
+  assert.equal(await host.locator('#confirm-text').textContent(), STRINGS.vi.confirmEnd);
+  await host.click('#confirm-yes');
+  for (const [label, p] of [['A', a], ['host', host]]) {
+    await waitFor(`${label} shows the end`, async () => (await endScreen(p)).shown);
+    const end = await endScreen(p);
+    assert.equal(end.message, STRINGS.vi.error_meeting_ended, label);
+    assert.equal(end.rejoin, false, `${label}: no "join again"`);
+    await waitFor(`every track on ${label} ended`, async () => (await liveTracks(p)).live.length === 0, 5000);
+  }
+  // It stays ended: no reconnect.
+  await new Promise((r) => setTimeout(r, 2000));
+  assert.equal(await a.evaluate(() => window.sfuClient.session.reconnects), 0);
+  await shot(a, 'end-meeting-ended');
+  await ctx.close();
+});
+
 test('refused and expired invites end on an end screen, without capture left on', async () => {
   const ctx = await browser.newContext();
   const link = server.invite('hoi-chan-tu-choi', 'Bác sĩ Lan');
