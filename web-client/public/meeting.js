@@ -23,14 +23,15 @@ const SERVER_CODECS = {
   },
 };
 
-// mid -> { kind, port, direction } of each m-section of an SDP.
+// mid -> { kind, port, direction, bundleOnly } of each m-section of an SDP.
 export function mediaLines(sdp) {
   const out = new Map();
   let cur = null;
   for (const line of sdp.split(/\r?\n/)) {
     const m = /^m=(\w+) (\d+)/.exec(line);
-    if (m) { cur = { kind: m[1], port: m[2], direction: 'sendrecv', mid: null }; continue; }
+    if (m) { cur = { kind: m[1], port: m[2], direction: 'sendrecv', mid: null, bundleOnly: false }; continue; }
     if (!cur) continue;
+    if (line === 'a=bundle-only') cur.bundleOnly = true;
     const mid = /^a=mid:(.+)$/.exec(line);
     if (mid) { cur.mid = mid[1]; out.set(cur.mid, cur); }
     const dir = /^a=(sendrecv|sendonly|recvonly|inactive)$/.exec(line);
@@ -319,7 +320,10 @@ export class Meeting extends EventTarget {
       const lines = mediaLines(this.pc.localDescription.sdp);
       const fits = (mid, kind, dir) => {
         const l = lines.get(mid);
-        return !!l && l.port !== '0' && l.kind === kind && (l.direction === dir || l.direction === 'sendrecv');
+        // Port 0 is a stopped m-line, unless it is bundle-only (Firefox offers
+        // every m-line after the first so under max-bundle).
+        const live = l && (l.port !== '0' || l.bundleOnly);
+        return !!live && l.kind === kind && (l.direction === dir || l.direction === 'sendrecv');
       };
       const publish = [];
       for (const [source, l] of this.local) {

@@ -26,7 +26,9 @@ function signalingProbe() {
     try {
       const m = JSON.parse(data);
       if (m.type === 'update_subscription') window.__sent.push(m);
-      if (m.type === 'offer') window.__offerSimulcast = m.sdp.split(/\r?\n/).filter((l) => /^a=(rid|simulcast):/.test(l));
+      // The first offer with the camera declares its layers; a later one may
+      // mark a layer the server switched off as paused (~q).
+      if (m.type === 'offer' && !window.__offerSimulcast?.length) window.__offerSimulcast = m.sdp.split(/\r?\n/).filter((l) => /^a=(rid|simulcast):/.test(l));
     } catch { /* not JSON */ }
     return send.call(this, data);
   };
