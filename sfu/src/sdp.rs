@@ -37,7 +37,10 @@ pub struct MediaLine {
     pub kind: LineKind,
     pub mid: Option<String>,
     pub direction: OfferDirection,
-    /// Port 0: the m-line is rejected or stopped.
+    /// Port 0 outside the BUNDLE group: the m-line is rejected or stopped.
+    /// Port 0 on a mid in the group is a bundle-only section (RFC 8843), which
+    /// Firefox offers for every m-line after the first under `max-bundle`:
+    /// it is live, as str0m takes it too.
     pub stopped: bool,
 }
 
@@ -62,6 +65,7 @@ pub fn media_lines(sdp: &str) -> Result<Vec<MediaLine>, SdpError> {
     // another way there.
     let mut explicit: Vec<bool> = Vec::new();
     let mut session_explicit = false;
+    let mut bundled: Vec<&str> = Vec::new();
     for raw in sdp.lines() {
         let line = raw.trim_end_matches('\r');
         if let Some(rest) = line.strip_prefix("m=") {
@@ -112,11 +116,20 @@ pub fn media_lines(sdp: &str) -> Result<Vec<MediaLine>, SdpError> {
                     m.mid = Some(mid.to_string());
                 }
             }
-            (None, None) => {}
+            (None, None) => {
+                if let Some(mids) = line.strip_prefix("a=group:BUNDLE") {
+                    bundled.extend(mids.split_whitespace());
+                }
+            }
         }
     }
     if lines.is_empty() {
         return Err(SdpError("SDP has no m-lines".into()));
+    }
+    for l in &mut lines {
+        if l.stopped && l.mid.as_deref().is_some_and(|m| bundled.contains(&m)) {
+            l.stopped = false;
+        }
     }
     Ok(lines)
 }
@@ -139,7 +152,8 @@ mod tests {
 
     #[test]
     fn reads_kinds_mids_and_directions() {
-        let sdp = "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\na=group:BUNDLE 0 1 2\r\n\
+        // A stopped m-line (port 0) leaves the BUNDLE group, as Chromium writes it.
+        let sdp = "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\na=group:BUNDLE 0 1\r\n\
 m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:0\r\na=sendonly\r\n\
 m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:1\r\na=recvonly\r\n\
 m=video 0 UDP/TLS/RTP/SAVPF 96\r\na=mid:2\r\na=inactive\r\n";
@@ -155,6 +169,22 @@ m=video 0 UDP/TLS/RTP/SAVPF 96\r\na=mid:2\r\na=inactive\r\n";
             }
         );
         assert_eq!(lines[1].direction, OfferDirection::RecvOnly);
+        assert!(lines[2].stopped);
+    }
+
+    #[test]
+    fn port_zero_in_the_bundle_group_is_bundle_only_not_stopped() {
+        // Firefox under max-bundle: every m-line after the first has port 0
+        // and a=bundle-only. Port 0 outside the group still means stopped.
+        let sdp = "v=0\r\no=mozilla...THIS_IS_SDPARTA-99.0 1 0 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\n\
+a=group:BUNDLE 0 1\r\n\
+m=audio 9 UDP/TLS/RTP/SAVPF 109\r\na=sendonly\r\na=mid:0\r\n\
+m=video 0 UDP/TLS/RTP/SAVPF 120\r\na=bundle-only\r\na=sendonly\r\na=mid:1\r\n\
+m=video 0 UDP/TLS/RTP/SAVPF 120\r\na=inactive\r\na=mid:2\r\n";
+        let lines = media_lines(sdp).unwrap();
+        assert!(!lines[0].stopped);
+        assert!(!lines[1].stopped);
+        assert_eq!(lines[1].direction, OfferDirection::SendOnly);
         assert!(lines[2].stopped);
     }
 
