@@ -638,8 +638,9 @@ $('rejoin').addEventListener('click', rejoin);
 // The connection dropped: the tiles stay, frozen under an overlay, until the
 // rejoin says who is still there.
 function scheduleReconnect(hintMs) {
-  meeting.close();
+  // The last pictures first: closing the connection ends the remote tracks.
   grid.markStale();
+  meeting.close();
   session.attempt += 1;
   const base = hintMs ?? Math.min(BACKOFF_MAX_MS, 1000 * 2 ** (session.attempt - 1));
   const delay = Math.min(BACKOFF_MAX_MS, base) * (0.8 + Math.random() * 0.4);

@@ -53,6 +53,12 @@ test('leave and removal end on an end screen with every track ended', async () =
     .catch(async (e) => { console.log('A live', await liveTracks(a)); throw e; });
   assert.ok((await liveTracks(a)).total >= 2);
   await shot(a, 'end-left');
+  // "Join again" works from the end screen, with the camera on again.
+  await a.click('#rejoin');
+  await publishing(a);
+  await waitFor('A back in the host\'s grid', async () => (await host.locator('#grid .tile:not(.local)').count()) === 2);
+  await a.click('#leave');
+  await waitFor('A left again', async () => (await endScreen(a)).shown && (await liveTracks(a)).live.length === 0, 5000);
 
   // The host removes B from the people panel, after confirming.
   const bId = await b.evaluate(() => window.sfuClient.meeting.participantId);
@@ -135,11 +141,22 @@ test('a dropped connection keeps the tiles under an overlay, and the rejoin keep
   await joined(b);
   const tile = b.locator(`#grid .tile[data-key="p-${aId}"]`);
   await waitFor('B shows A', () => tile.isVisible());
+  await waitFor('B shows A\'s picture', () => b.evaluate((key) => document.querySelector(`#grid .tile[data-key="${key}"] video`)?.videoWidth > 0, `p-${aId}`), 20000);
   await b.evaluate((key) => { document.querySelector(`#grid .tile[data-key="${key}"]`).dataset.mark = 'before'; }, `p-${aId}`);
   // The network drops B's websocket (the server then drops B).
   await b.evaluate(() => window.sfuClient.meeting.sig.ws.close());
   await waitFor('overlay shown', () => b.locator('#reconnecting').isVisible(), 5000);
   assert.equal(await tile.isVisible(), true, 'A\'s tile stays while reconnecting');
+  // Frozen on its last picture, not black.
+  const frozen = await b.evaluate((key) => {
+    const c = document.querySelector(`#grid .tile[data-key="${key}"] canvas.freeze`);
+    if (!c) return null;
+    const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+    let lit = 0;
+    for (let i = 0; i < d.length; i += 4 * 97) if (d[i] + d[i + 1] + d[i + 2] > 60) lit += 1;
+    return lit;
+  }, `p-${aId}`);
+  assert.ok(frozen > 0, `the last picture stays: ${frozen}`);
   assert.ok((await b.locator('#reconnecting-text').textContent()).length > 0);
   await shot(b, 'reconnecting');
   await waitFor('B rejoined', () => b.evaluate(() => window.sfuClient.session.reconnects >= 1 && window.sfuClient.meeting.participantId !== null), 15000);
