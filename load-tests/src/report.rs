@@ -150,7 +150,7 @@ fn sites_table(s: &StepResult) -> String {
         )),
     );
     out.push_str(&format!(
-        "{:<12} {:>6} {:>17} {:>17} {:>6} {:>11} {:>20} {:>7} {:>8} {:>8} {:>11} {:>6} {:>8}\n",
+        "{:<12} {:>6} {:>17} {:>17} {:>6} {:>11} {:>20} {:>7} {:>8} {:>8} {:>11} {:>6} {:>8} {:>13}\n",
         "site",
         "capped",
         "down kbps mean/max",
@@ -163,11 +163,12 @@ fn sites_table(s: &StepResult) -> String {
         "freezes",
         "longest gap",
         "switch",
-        "p99 ms"
+        "p99 ms",
+        "mics med/max"
     ));
     for site in &s.sites {
         out.push_str(&format!(
-            "{:<12} {:>6} {:>17} {:>17} {:>6} {:>11} {:>20} {:>7} {:>8.3} {:>8} {:>11.0} {:>6} {:>8.1}\n",
+            "{:<12} {:>6} {:>17} {:>17} {:>6} {:>11} {:>20} {:>7} {:>8.3} {:>8} {:>11.0} {:>6} {:>8.1} {:>13}\n",
             site.name,
             if site.capped { "yes" } else { "-" },
             format!("{:.0}/{:.0}", site.downlink_kbps_mean, site.downlink_kbps_max),
@@ -184,6 +185,7 @@ fn sites_table(s: &StepResult) -> String {
             site.longest_gap_ms,
             site.layer_switches,
             site.latency_ms_p99,
+            format!("{}/{}", site.audio_streams_median, site.audio_streams_max),
         ));
     }
     for capped in [false, true] {
@@ -195,7 +197,7 @@ fn sites_table(s: &StepResult) -> String {
             group.iter().map(|x| f(x)).fold(0.0, f64::max)
         };
         out.push_str(&format!(
-            "{} sites ({}): down kbps mean {:.0}–{:.0}, max 1 s {:.0} (wire ≈ {:.0}/{:.0}); loss ≤ {:.3} %; freezes {} (longest gap {:.0} ms); switches {}; p99 ≤ {:.1} ms; paused-tile packets {}\n",
+            "{} sites ({}): down kbps mean {:.0}–{:.0}, max 1 s {:.0} (wire ≈ {:.0}/{:.0}); loss ≤ {:.3} %; freezes {} (longest gap {:.0} ms); switches {}; p99 ≤ {:.1} ms; paused-tile packets {}; microphones heard per second ≤ {} (median ≤ {}), audio ≤ {:.0} kbit/s\n",
             if capped { "capped" } else { "uncapped" },
             group.len(),
             group.iter().map(|x| x.downlink_kbps_mean).fold(f64::MAX, f64::min),
@@ -209,6 +211,9 @@ fn sites_table(s: &StepResult) -> String {
             group.iter().map(|x| x.layer_switches).sum::<u64>(),
             max(&|x| x.latency_ms_p99),
             group.iter().map(|x| x.paused_tile_packets).sum::<u64>(),
+            group.iter().map(|x| x.audio_streams_max).max().unwrap_or(0),
+            group.iter().map(|x| x.audio_streams_median).max().unwrap_or(0),
+            max(&|x| x.audio_kbps_mean),
         ));
     }
     out.push_str(&format!(

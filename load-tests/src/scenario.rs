@@ -102,7 +102,8 @@ impl SiteOptions {
                 p.view = v;
             }
         }
-        plan.per_site = self.simulcast || self.view.is_some() || self.capped > 0;
+        plan.per_site =
+            self.simulcast || self.view.is_some() || self.capped > 0 || self.mics.is_some();
         plan.cap = self.cap.filter(|_| self.capped > 0);
         let mut left = self.capped;
         for (k, p) in plan.participants.iter_mut().rev().enumerate() {
@@ -397,6 +398,12 @@ pub struct SiteResult {
     pub longest_gap_ms: f64,
     pub layer_switches: u64,
     pub latency_ms_p99: f64,
+    /// Microphones heard in the window's seconds: the most in any one second
+    /// (a change of speaker within a second counts both), the median second,
+    /// and the audio payload kbit/s.
+    pub audio_streams_max: usize,
+    pub audio_streams_median: usize,
+    pub audio_kbps_mean: f64,
 }
 
 /// Per-site reception, for the whole seconds `[from_s, to_s)` since the step began.
@@ -434,7 +441,12 @@ fn site_results(state: &RunState, from_s: usize, to_s: usize) -> Vec<SiteResult>
             longest_gap_ms: 0.0,
             layer_switches: 0,
             latency_ms_p99: 0.0,
+            audio_streams_max: 0,
+            audio_streams_median: 0,
+            audio_kbps_mean: 0.0,
         };
+        let mut audio_streams = vec![0usize; seconds];
+        let mut audio_bytes = 0u64;
         let mut latencies = Vec::new();
         let mut received = 0;
         for (source, meter) in meters.lock().unwrap().iter() {
@@ -448,6 +460,11 @@ fn site_results(state: &RunState, from_s: usize, to_s: usize) -> Vec<SiteResult>
             site.lost += s.lost;
             received += s.packets;
             if sources.get(source).is_some_and(|k| *k == "microphone") {
+                for (i, sec) in (from_s..to_s).enumerate() {
+                    let heard = m.by_second.get(sec).is_some_and(|b| b.1 > 0);
+                    audio_streams[i] += usize::from(heard);
+                    audio_bytes += m.bytes_by_second.get(sec).copied().unwrap_or(0);
+                }
                 continue;
             }
             let window_packets = s.latencies_us.len() as u64;
@@ -489,6 +506,10 @@ fn site_results(state: &RunState, from_s: usize, to_s: usize) -> Vec<SiteResult>
         } else {
             100.0 * site.lost as f64 / (received + site.lost) as f64
         };
+        site.audio_kbps_mean = kbps(audio_bytes) / seconds as f64;
+        site.audio_streams_max = audio_streams.iter().copied().max().unwrap_or(0);
+        audio_streams.sort_unstable();
+        site.audio_streams_median = audio_streams[audio_streams.len() / 2];
         latencies.sort_unstable();
         site.latency_ms_p99 = percentile(&latencies, 99.0) / 1000.0;
         out.push(site);

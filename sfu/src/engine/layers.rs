@@ -30,11 +30,6 @@ pub const AUDIO_BPS: u64 = 50_000;
 pub const UPGRADE_MARGIN: f64 = 0.15;
 /// No upgrade past the current layer for this long after a downgrade.
 pub const HOLD_AFTER_DOWNGRADE: Duration = Duration::from_secs(4);
-/// While a subscriber's wish goes unmet, str0m's BWE is made to probe (a
-/// short burst above the estimate) after this, then after twice as long
-/// each time nothing comes of it, up to `PROBE_MAX`.
-pub const PROBE_FIRST: Duration = Duration::from_secs(1);
-pub const PROBE_MAX: Duration = Duration::from_secs(8);
 /// Upgrades must fit the lowest estimate seen over this window.
 pub const ESTIMATE_WINDOW: Duration = Duration::from_secs(3);
 /// A starved subscriber is fed again once its estimate passes the threshold by this factor.

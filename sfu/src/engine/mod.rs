@@ -5,6 +5,7 @@ pub mod counters;
 pub mod egress;
 pub mod layers;
 pub mod peer;
+pub mod probing;
 pub mod quality;
 pub mod room;
 pub mod shard;

@@ -156,12 +156,10 @@ pub struct Peer {
     pub wanted_bps: u64,
     /// The desired bitrate last given to str0m's BWE (it probes toward it).
     pub bwe_desired: u64,
-    /// When to probe for more bandwidth next, while a wish goes unmet, and
-    /// the wait after that one (doubling while probes find nothing).
-    pub next_probe: Option<Instant>,
-    pub probe_backoff: std::time::Duration,
-    /// The estimate when the last probe was asked for.
-    pub probe_from_bps: u64,
+    /// Probing and padding while a wish goes unmet.
+    pub prober: super::probing::Prober,
+    /// The minimum rate last given to str0m's BWE (padding fills it).
+    pub bwe_minimum: u64,
 }
 
 impl Peer {

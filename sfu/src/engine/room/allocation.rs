@@ -5,8 +5,7 @@
 use super::{MediaRoom, Timer};
 use crate::engine::layers::{
     allocate, is_starved, Budget, LayerOffer, Want, ALLOCATE_EVERY, AUDIO_BPS, DYNACAST_OFF_AFTER,
-    ESTIMATE_WINDOW, HOLD_AFTER_DOWNGRADE, INITIAL_ESTIMATE_BPS, PROBE_FIRST, PROBE_MAX,
-    UPGRADE_MARGIN,
+    ESTIMATE_WINDOW, HOLD_AFTER_DOWNGRADE, INITIAL_ESTIMATE_BPS, UPGRADE_MARGIN,
 };
 use crate::keyframe::KeyframeKind;
 use signaling::ids::{ParticipantId, TrackId};
@@ -239,47 +238,45 @@ impl MediaRoom {
         let desired = ((wanted_bps as f64 * (1.0 + 2.0 * UPGRADE_MARGIN)) as u64
             + audio * AUDIO_BPS)
             .max(AUDIO_BPS);
-        // Only a real change: each call re-arms str0m's estimator timers.
-        if peer.estimate_bps.is_some() && desired.abs_diff(peer.bwe_desired) > desired / 10 {
-            peer.bwe_desired = desired;
-            peer.rtc
-                .bwe()
-                .set_bitrate(Bitrate::ZERO, Bitrate::bps(desired));
-        }
-        // A wish the estimate does not allow: probe now and then. Sending
-        // less than it could, the link gives the estimator nothing to learn
-        // from (str0m caps growth at 1.5x what is sent), so without a probe a
-        // subscriber that lost a layer to a dip would never get it back.
+        // A wish the estimate does not allow: look for more (see `probing`).
         let unmet = choices
             .iter()
             .zip(&wished)
             .any(|(c, w)| w.is_some() && c.desired < *w);
-        if !unmet || peer.estimate_bps.is_none() {
-            peer.next_probe = None;
-            peer.probe_backoff = PROBE_FIRST;
-        } else if peer.next_probe.is_none() {
-            peer.next_probe = Some(now + peer.probe_backoff);
-        } else if peer.next_probe.is_some_and(|t| now >= t) {
-            // str0m sends a probe (a burst at up to twice the estimate) when it
-            // sees the desired rate rise between two of its timeouts: lower it
-            // now; the next allocation raises it again.
+        let step = peer.prober.step(now, unmet, peer.estimate_bps);
+        // str0m probes when it sees the desired rate rise: lower it now.
+        let desired_now = if step.probe { AUDIO_BPS } else { desired };
+        // A starved link carries what it can already: probes only.
+        let minimum = if starved {
+            0
+        } else {
+            step.pad_bps.min(desired_now)
+        };
+        // Only a real change: each call re-arms str0m's estimator timers.
+        if peer.estimate_bps.is_some()
+            && (desired_now.abs_diff(peer.bwe_desired) > desired_now / 10
+                || minimum.abs_diff(peer.bwe_minimum) > minimum.max(peer.bwe_minimum) / 10)
+        {
+            peer.bwe_desired = desired_now;
+            peer.bwe_minimum = minimum;
             peer.rtc
                 .bwe()
-                .set_bitrate(Bitrate::ZERO, Bitrate::bps(AUDIO_BPS));
-            peer.bwe_desired = AUDIO_BPS;
-            // Probing pays while it finds more; when it stops finding, wait longer.
-            let grew = peer
-                .estimate_bps
-                .is_some_and(|e| e > peer.probe_from_bps + peer.probe_from_bps / 5);
-            peer.probe_backoff = if grew {
-                PROBE_FIRST
-            } else {
-                (peer.probe_backoff * 2).min(PROBE_MAX)
-            };
-            peer.probe_from_bps = peer.estimate_bps.unwrap_or(0);
-            peer.next_probe = Some(now + peer.probe_backoff);
+                .set_bitrate(Bitrate::bps(minimum), Bitrate::bps(desired_now));
         }
-        debug!(room = %self.id, participant = %peer.participant, estimate = ?peer.estimate_bps, desired, starved, unmet, "layers allocated");
+        if tracing::enabled!(tracing::Level::DEBUG) {
+            // Per video subscription: track wish/desired/target/current.
+            let layer = |q: Option<Quality>| q.map_or('-', |q| ['l', 'm', 'h'][q.index()]);
+            let tracks: String = index
+                .iter()
+                .filter_map(|i| peer.downtracks[*i].as_ref())
+                .zip(&choices)
+                .map(|(d, c)| {
+                    let [w, want, t, cur] = [d.wish, c.desired, c.target, d.current].map(layer);
+                    format!("{}:{w}{want}{t}{cur} ", d.track)
+                })
+                .collect();
+            debug!(room = %self.id, participant = %peer.participant, estimate = ?peer.estimate_bps, desired, starved, unmet, pad = minimum > 0, %tracks, "layers allocated");
+        }
         let connected = peer.connected;
         let mut keyframes: Vec<(TrackId, Quality)> = Vec::new();
         for ((i, c), wish) in index.into_iter().zip(choices).zip(wished.iter().copied()) {

@@ -2,7 +2,7 @@
 //! and subscriptions brought to what the offer lists.
 
 use super::{MediaRoom, PeerSetup, PublishedTrack, SubRef, Timer};
-use crate::engine::layers::{quality_of_rid, LayerSource, Vp8Rewriter, PROBE_FIRST};
+use crate::engine::layers::{quality_of_rid, LayerSource, Vp8Rewriter};
 use crate::engine::peer::{DownTrack, Inbound, Peer};
 use crate::engine::stall::{StallWatch, AUDIO_STALL_AFTER, VIDEO_STALL_AFTER};
 use crate::munger::Munger;
@@ -139,9 +139,8 @@ impl MediaRoom {
             bwe_desired: 0,
             wanted_bps: 0,
             quality: Default::default(),
-            next_probe: None,
-            probe_backoff: PROBE_FIRST,
-            probe_from_bps: 0,
+            prober: Default::default(),
+            bwe_minimum: 0,
         };
         let slot = match self.peers.iter().position(Option::is_none) {
             Some(i) => {
