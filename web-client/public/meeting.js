@@ -43,6 +43,10 @@ export function mediaLines(sdp) {
 function preferServerCodecs(transceiver, kind) {
   try {
     const codecs = RTCRtpReceiver.getCapabilities?.(kind)?.codecs?.filter(SERVER_CODECS[kind]) ?? [];
+    // RED first: a microphone then sends each Opus frame twice (RFC 2198), and
+    // a listener on a lossy link gets the lost one back from the next packet.
+    // The server passes it on, or takes the Opus out for legs without RED.
+    if (kind === 'audio') codecs.sort((a, b) => /red/i.test(b.mimeType) - /red/i.test(a.mimeType));
     if (codecs.some((c) => !/rtx|red/i.test(c.mimeType))) transceiver.setCodecPreferences(codecs);
   } catch { /* the browser's own list, then */ }
 }
@@ -247,6 +251,7 @@ export class Meeting extends EventTarget {
       try { transceiver = this.pc.addTransceiver(track, { ...init, sendEncodings: encodings }); } catch { /* one layer, below */ }
     }
     transceiver ??= this.pc.addTransceiver(track, init);
+    if (track.kind === 'audio') preferServerCodecs(transceiver, 'audio');
     this.local.set(source, { transceiver, track, muted: !track.enabled });
     return transceiver;
   }

@@ -54,6 +54,7 @@ impl MediaRoom {
         // Test builds: act as if this peer's video subscriptions had stalled twice.
         #[cfg(any(test, feature = "fault-injection"))]
         let renew = offer.contains("a=x-sfu-fault:renew-ssrc");
+        let offer_sdp = offer;
         let offer =
             SdpOffer::from_sdp_string(offer).map_err(|e| MediaError::InvalidSdp(e.to_string()))?;
 
@@ -66,7 +67,9 @@ impl MediaRoom {
             .as_mut()
             .expect("slot was just filled or found");
         let answer = match peer.rtc.sdp_api().accept_offer(offer) {
-            Ok(a) => crate::answer::candidates_in_every_section(&a.to_sdp_string()),
+            Ok(a) => crate::answer::candidates_in_every_section(
+                &crate::answer::red_first_where_offered(offer_sdp, &a.to_sdp_string()),
+            ),
             Err(e) => {
                 if is_new {
                     self.peers[slot] = None;
