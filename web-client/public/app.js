@@ -568,7 +568,7 @@ function startMeeting() {
   meeting.addEventListener('server-error', (e) => {
     const code = e.detail.code;
     if (NO_RECONNECT.has(code)) { endMeeting(current, code); return; }
-    announce(`error_${code}`);
+    if (!e.detail.handled) announce(`error_${code}`);
     // A join refused for now (busy, draining) leaves the socket open: close it
     // so the backoff reconnect tries again.
     if (meeting.participantId === null && ['server_busy', 'shutting_down'].includes(code)) meeting.sig.close();

@@ -213,6 +213,7 @@ export class Meeting extends EventTarget {
     }
     // Unmuting a source the host muted is refused: keep it muted here too.
     if (msg.code === 'forbidden' && this.pendingUnmute) {
+      msg.handled = true; // said as "the host muted you", not as a bare refusal
       const l = this.local.get(this.pendingUnmute);
       if (l) { l.muted = true; l.track.enabled = false; this.emit('muted-by-host', this.pendingUnmute); }
     }
