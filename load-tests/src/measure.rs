@@ -94,6 +94,11 @@ pub struct TrackMeter {
     last_transit_us: Option<i64>,
     first_at: Option<Instant>,
     last_at: Option<Instant>,
+    /// The RTP sequence number of the last packet (see `note_rtp_seq`).
+    last_rtp_seq: Option<u16>,
+    /// Packets in each tenth of a second since the step began (the first
+    /// ten minutes): which microphones a site hears at once.
+    pub by_tenth: Vec<u16>,
 }
 
 impl TrackMeter {
@@ -126,6 +131,24 @@ impl TrackMeter {
             last_transit_us: None,
             first_at: None,
             last_at: None,
+            last_rtp_seq: None,
+            by_tenth: Vec::new(),
+        }
+    }
+
+    /// Before `record`: the packet's RTP sequence number. The server skips a
+    /// source's packets on purpose (a paused track, a microphone not among the
+    /// loudest) and continues the outgoing sequence across the skip, so a
+    /// counter gap without a sequence gap is no loss: the run ends there.
+    pub fn note_rtp_seq(&mut self, t: &Trailer, seq: u16) {
+        let contiguous = self.last_rtp_seq.is_some_and(|s| s.wrapping_add(1) == seq);
+        self.last_rtp_seq = Some(seq);
+        if !contiguous {
+            return;
+        }
+        let slot = &mut self.runs[t.layer().map_or(0, |l| usize::from(l) + 1)];
+        if slot.is_some_and(|r| t.counter > r.max + 1) {
+            self.closed_lost += slot.take().map_or(0, |r| r.lost());
         }
     }
 
@@ -215,6 +238,17 @@ impl TrackMeter {
         self.first_at.get_or_insert(now);
         self.last_at = Some(now);
         Some(latency_us)
+    }
+
+    /// Note a packet in tenth `tenth` of a second since the step began.
+    pub fn note_tenth(&mut self, tenth: usize) {
+        if tenth >= 6000 {
+            return;
+        }
+        if self.by_tenth.len() <= tenth {
+            self.by_tenth.resize(tenth + 1, 0);
+        }
+        self.by_tenth[tenth] = self.by_tenth[tenth].saturating_add(1);
     }
 
     /// Note a packet's latency and payload bytes in second `second` of the
@@ -390,6 +424,24 @@ mod tests {
         assert_eq!(m.window_layer_packets, [5, 0, 2]);
         assert_eq!(m.freezes, 1, "960 ms between 40 and 1000");
         assert_eq!(m.longest_gap, Duration::from_millis(960));
+    }
+
+    #[test]
+    fn a_skip_the_server_made_is_not_loss_but_a_wire_loss_is() {
+        let t0 = Instant::now();
+        let mut m = TrackMeter::new(t0);
+        // Counters 0-4, then 20-24 (the server held 5-19 back: the RTP
+        // sequence runs on), then 26 after a packet lost on the wire.
+        let packets = [(0, 100), (1, 101), (2, 102), (3, 103), (4, 104)]
+            .into_iter()
+            .chain((20..25).map(|c| (c, 85 + c as u16)))
+            .chain([(26, 111)]);
+        for (c, seq) in packets {
+            let t = trailer(c, 0);
+            m.note_rtp_seq(&t, seq);
+            m.record(&t, 100, t0, 0, Phase::Steady);
+        }
+        assert_eq!(m.lost(), 1, "only 25, lost on the wire");
     }
 
     #[test]

@@ -197,7 +197,7 @@ fn sites_table(s: &StepResult) -> String {
             group.iter().map(|x| f(x)).fold(0.0, f64::max)
         };
         out.push_str(&format!(
-            "{} sites ({}): down kbps mean {:.0}–{:.0}, max 1 s {:.0} (wire ≈ {:.0}/{:.0}); loss ≤ {:.3} %; freezes {} (longest gap {:.0} ms); switches {}; p99 ≤ {:.1} ms; paused-tile packets {}; microphones heard per second ≤ {} (median ≤ {}), audio ≤ {:.0} kbit/s\n",
+            "{} sites ({}): down kbps mean {:.0}–{:.0}, max 1 s {:.0} (wire ≈ {:.0}/{:.0}); loss ≤ {:.3} %; freezes {} (longest gap {:.0} ms); switches {}; p99 ≤ {:.1} ms; paused-tile packets {}; microphones heard at once (per 100 ms) ≤ {} (median ≤ {}), audio ≤ {:.0} kbit/s\n",
             if capped { "capped" } else { "uncapped" },
             group.len(),
             group.iter().map(|x| x.downlink_kbps_mean).fold(f64::MAX, f64::min),

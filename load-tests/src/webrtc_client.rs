@@ -393,11 +393,10 @@ impl PeerConnectionEventHandler for Handler {
                     }
                 };
                 let now = Instant::now();
-                let second = state
-                    .begin
-                    .get()
-                    .map(|b| now.saturating_duration_since(*b).as_secs() as usize);
+                let since_begin = state.begin.get().map(|b| now.saturating_duration_since(*b));
+                let second = since_begin.map(|d| d.as_secs() as usize);
                 let mut m = meter.lock().unwrap();
+                m.note_rtp_seq(&t, pkt.header.sequence_number);
                 let latency_us = m.record(
                     &t,
                     pkt.payload.len(),
@@ -407,6 +406,9 @@ impl PeerConnectionEventHandler for Handler {
                 );
                 if let (Some(second), Some(latency_us)) = (second, latency_us) {
                     m.note_second(second, latency_us, pkt.payload.len());
+                }
+                if let (Some(d), Some(_)) = (since_begin, latency_us) {
+                    m.note_tenth(d.as_millis() as usize / 100);
                 }
             }
         });
