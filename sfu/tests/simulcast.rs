@@ -304,6 +304,33 @@ fn an_oscillating_estimate_does_not_flap_the_layer() {
 }
 
 #[test]
+fn an_estimate_that_jumps_after_a_steady_spell_waits_out_the_window_before_an_upgrade() {
+    let mut s = SimRoom::new();
+    let (mut cam, b, b_mid) = setup(&mut s);
+    cam.run(&mut s, Duration::from_secs(2)); // layer costs measured
+    let slot = s.clients[b].slot.unwrap();
+    // Enough for the low layer only, for longer than the 3-s window and the
+    // 4-s hold after the downgrade this causes.
+    let now = s.now;
+    s.room.set_estimate(slot, 200_000, now);
+    cam.run(&mut s, Duration::from_secs(6));
+    let last_tag = |s: &SimRoom| s.clients[b].on_mid(b_mid).last().map(|g| g.tag);
+    assert_eq!(last_tag(&s), Some(TAG[0]), "on the low layer");
+    // One report of plenty (a probe's burst, say): the low estimate was in
+    // force 2 s ago, so no upgrade yet.
+    let now = s.now;
+    s.room.set_estimate(slot, 2_000_000, now);
+    cam.run(&mut s, Duration::from_secs(2));
+    assert_eq!(last_tag(&s), Some(TAG[0]), "still low 2 s after the jump");
+    cam.run(&mut s, Duration::from_secs(2));
+    assert_eq!(
+        last_tag(&s),
+        Some(TAG[2]),
+        "high once the jump held for the window"
+    );
+}
+
+#[test]
 fn a_starved_subscriber_keeps_the_pinned_track_at_its_lowest_layer() {
     let mut s = SimRoom::new();
     let (mut cam, b, b_mid) = setup(&mut s);

@@ -57,8 +57,15 @@ impl MediaRoom {
     pub fn set_estimate(&mut self, slot: usize, bps: u64, now: Instant) {
         if let Some(peer) = self.peer_mut(slot) {
             peer.estimate_bps = Some(bps);
-            peer.recent_estimates
-                .retain(|(t, _)| now.saturating_duration_since(*t) < ESTIMATE_WINDOW);
+            // Older reports go, but the newest of them: it was in force when
+            // the window began.
+            let old = &peer.recent_estimates;
+            if let Some(i) = old
+                .iter()
+                .rposition(|(t, _)| now.saturating_duration_since(*t) >= ESTIMATE_WINDOW)
+            {
+                peer.recent_estimates.drain(..i);
+            }
             peer.recent_estimates.push((now, bps));
         }
     }
@@ -205,14 +212,7 @@ impl MediaRoom {
             peer
         };
         let budget = peer.estimate_bps.map(|e| {
-            let floor = peer
-                .recent_estimates
-                .iter()
-                .filter(|(t, _)| now.saturating_duration_since(*t) < ESTIMATE_WINDOW)
-                .map(|(_, b)| *b)
-                .min()
-                .unwrap_or(e)
-                .min(e);
+            let floor = estimate_floor(&peer.recent_estimates, now).map_or(e, |f| f.min(e));
             Budget {
                 now_bps: e.saturating_sub(audio_bps),
                 floor_bps: floor.saturating_sub(audio_bps),
@@ -398,4 +398,18 @@ impl MediaRoom {
             .filter(|d| d.kind == MediaKind::Video && d.target.is_none())
             .count()
     }
+}
+
+/// The lowest estimate in force over the last `ESTIMATE_WINDOW`: the reports
+/// made in it, and the one before, still in force when it began (a jump after
+/// a steady spell must hold for the window too).
+fn estimate_floor(reports: &[(Instant, u64)], now: Instant) -> Option<u64> {
+    let inside = |t: &Instant| now.saturating_duration_since(*t) < ESTIMATE_WINDOW;
+    let before = reports.iter().rev().find(|(t, _)| !inside(t));
+    reports
+        .iter()
+        .filter(|(t, _)| inside(t))
+        .chain(before)
+        .map(|(_, b)| *b)
+        .min()
 }
