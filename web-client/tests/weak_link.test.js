@@ -83,9 +83,11 @@ async function open(browser, link, label, viewport = { width: 2000, height: 1100
 }
 
 // `todo`: it runs and reports in every suite run, but does not fail it yet.
-// W keeps decoding at low or mid and F reaches high (that part passed in every
-// run); W climbing back within 20 s after the cap is lifted passed in 2 runs of
-// 5 (the estimator climbs from ~0.5 Mbit/s in padding probes of 1.5x each).
+// W keeps decoding at low or mid (every run); F reaching high within 15 s and
+// W climbing back within 20 s after the lift are not reliable on a loaded
+// 2-vCPU machine: str0m's estimate for the unshaped F sometimes stays near
+// 0.9 Mbit/s, under the high layer's cost plus margin. With padding windows
+// (engine/probing.rs) W climbed back in 4.5-11.8 s in the runs where F got high.
 test('a viewer behind 600 kbit/s and 2 % loss keeps decoding on a low layer, and climbs back when the cap goes', { todo: 'W climbing back within 20 s is not reliable yet (issue 10)' }, async () => {
   const room = 'giao-ban-huyen';
   const host = await open(near, server.invite(room, 'UBND tỉnh', 'host'), 'host', { width: 640, height: 360 });
