@@ -19,7 +19,7 @@ const LOSS_PERCENT = 10;
 const LISTEN_MS = 15000;
 
 // Loss only: the rate cap is far above what two audio streams need.
-const link = farNamespace('red', '10.78.0', { rate: '50mbit', burst: '256kb', lossPercent: LOSS_PERCENT });
+const link = farNamespace('red', '10.81.0', { rate: '50mbit', burst: '256kb', lossPercent: LOSS_PERCENT });
 const { server, near, far, close } = await startAcross(link);
 after(close);
 

@@ -14,7 +14,7 @@ import { shot } from './ui_helpers.js';
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
-const wLink = farNamespace('starve', '10.79.0', { rate: '120kbit', burst: '4kb', latency: '400ms', lossPercent: 0 });
+const wLink = farNamespace('starve', '10.82.0', { rate: '120kbit', burst: '4kb', latency: '400ms', lossPercent: 0 });
 const { server, near, far, close } = await startAcross(wLink);
 after(close);
 
