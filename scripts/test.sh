@@ -15,8 +15,18 @@ cargo test -j 2 -p sfu --features fault-injection --test faults
 cp target/debug/sfu target/debug/sfu-fault-injection
 cargo build -j 2 -p sfu --bin sfu
 
+# The aiortc interop client's virtualenv (pinned in
+# web-client/tests/interop/requirements.txt): made here, outside the namespace.
+req=web-client/tests/interop/requirements.txt
+if ! cmp -s "$req" target/interop-venv/requirements.txt; then
+  rm -rf target/interop-venv
+  python3 -m venv target/interop-venv
+  target/interop-venv/bin/pip install -q -r "$req"
+  cp "$req" target/interop-venv/requirements.txt
+fi
+
 cd web-client
-[ -d node_modules/playwright-core ] || npm ci --no-audit --no-fund
+[ -d node_modules/puppeteer-core ] || npm ci --no-audit --no-fund
 # Only `lo` exists inside the namespace, so Chromium gathers 127.0.0.1 and no
 # packet can leave the machine.
 SFU_FAULT_BIN="$PWD/../target/debug/sfu-fault-injection" \

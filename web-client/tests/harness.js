@@ -160,6 +160,8 @@ export function farNamespace(name, subnet, shaping = null) {
   chmodSync(chromium, 0o755);
   return {
     serverIp,
+    ns,
+    near,
     chromium,
     shape,
     lift,
